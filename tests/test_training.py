@@ -1,0 +1,43 @@
+"""The demo model trains reproducibly and reaches the accuracy the README states."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tsbatch._demo.archive import DEFAULT_DATA
+from tsbatch._demo.train import TrainingResult, evaluate, train
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_evaluate_computes_accuracy_and_macro_f1() -> None:
+    score = evaluate(["a", "a", "b", "b"], ["a", "b", "b", "b"])
+    assert score.accuracy == 0.75
+    # F1(a) = 2*1/(2+0+1) = 2/3, F1(b) = 2*2/(4+1+0) = 4/5
+    assert score.macro_f1 == pytest.approx((2 / 3 + 4 / 5) / 2)
+
+
+def test_evaluate_refuses_unequal_lengths() -> None:
+    with pytest.raises(ValueError, match="2 labels but 1 predictions"):
+        evaluate(["a", "b"], ["a"])
+
+
+@pytest.mark.slow
+def test_training_is_bit_for_bit_reproducible(
+    demo_build: tuple[Path, TrainingResult], tmp_path: Path
+) -> None:
+    again = train(DEFAULT_DATA, tmp_path / "model.pt")
+    assert again.sha256 == demo_build[1].sha256
+
+
+def test_readme_states_the_test_split_scores(demo_build: tuple[Path, TrainingResult]) -> None:
+    text = README.read_text()
+    accuracy = re.search(r"test-split accuracy\s*\|?\s*([0-9.]+)", text)
+    macro_f1 = re.search(r"macro-F1\s*\|?\s*([0-9.]+)", text)
+    assert accuracy and macro_f1, "README does not state the demo model's scores"
+    result = demo_build[1].test
+    assert float(accuracy.group(1)) == pytest.approx(result.accuracy, abs=5e-5)
+    assert float(macro_f1.group(1)) == pytest.approx(result.macro_f1, abs=5e-5)
