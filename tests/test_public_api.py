@@ -5,8 +5,28 @@ from __future__ import annotations
 import tsbatch
 
 EXPECTED = [
+    "Auth",
+    "BatchResult",
+    "BreakerPolicy",
+    "CallInfo",
+    "CircuitOpenError",
+    "ClientConfig",
+    "ConfigError",
+    "HealthPolicy",
+    "HealthStatus",
+    "InputValidationError",
     "LocalServerError",
+    "ModelInfo",
+    "PredictResult",
+    "Prediction",
+    "RetryPolicy",
+    "TLSConfig",
+    "Timeouts",
+    "TorchServeAuthError",
+    "TorchServeClient",
+    "TorchServeConnectionError",
     "TorchServeError",
+    "TorchServeInferenceError",
     "__version__",
 ]
 

@@ -3,9 +3,17 @@
 The tree::
 
     TorchServeError
-    └── LocalServerError        a local TorchServe could not be built, started or stopped
+    ├── TorchServeConnectionError   the server could not be reached or did not answer in time
+    │   └── CircuitOpenError        refused at once: the circuit breaker is open
+    ├── TorchServeInferenceError    the server answered with an error or an unusable reply
+    │   └── TorchServeAuthError     the token was refused, even after re-reading the key file
+    ├── LocalServerError            a local TorchServe could not be built, started or stopped
+    ├── InputValidationError        bad input from the caller (also a ValueError)
+    └── ConfigError                 a bad setting (also a ValueError)
 
-Messages say what went wrong and what to do; they never carry tokens or keys.
+aiohttp, tenacity and pybreaker exceptions are translated to these at the
+transport and resilience layers and never escape the public API.  Messages
+say what went wrong and what to do; they never carry tokens or keys.
 """
 
 from __future__ import annotations
@@ -15,5 +23,65 @@ class TorchServeError(Exception):
     """Base class of every error tsbatch raises."""
 
 
+class TorchServeConnectionError(TorchServeError):
+    """The server could not be reached, reset the connection or timed out.
+
+    ``kind`` is one of ``"connect"``, ``"timeout"``, ``"reset"`` or
+    ``"circuit_open"``.
+    """
+
+    def __init__(self, message: str, *, kind: str, url: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.url = url
+
+
+class CircuitOpenError(TorchServeConnectionError):
+    """The circuit breaker is open: the call was refused without network I/O."""
+
+    def __init__(self, message: str, *, retry_in: float) -> None:
+        super().__init__(message, kind="circuit_open")
+        self.retry_in = retry_in
+
+
+class TorchServeInferenceError(TorchServeError):
+    """TorchServe answered with an error status, or a reply tsbatch cannot use.
+
+    ``status`` is the HTTP status (200 for an unusable successful reply),
+    ``error_type`` TorchServe's error type (``ModelNotFoundException``,
+    ``ServiceUnavailableException``, ...) or a tsbatch one
+    (``MalformedResponse``, ``LengthMismatch``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        error_type: str | None = None,
+        model: str | None = None,
+        version: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.model = model
+        self.version = version
+        self.retry_after = retry_after
+
+
+class TorchServeAuthError(TorchServeInferenceError):
+    """The server refused the token, also after the key file was read again."""
+
+
 class LocalServerError(TorchServeError):
     """A local TorchServe could not be built, started or stopped."""
+
+
+class InputValidationError(TorchServeError, ValueError):
+    """The caller's input cannot be sent (empty text, not a string, ...)."""
+
+
+class ConfigError(TorchServeError, ValueError):
+    """A setting is missing or out of range; the message names the setting."""

@@ -1,0 +1,307 @@
+"""Client settings: frozen objects with named defaults, built from the environment in one place.
+
+Environment variables (each overridable by keyword argument):
+
+=====================================  ==========================  ==============================
+variable                               setting                     default
+=====================================  ==========================  ==============================
+``TORCHSERVE_URL``                     inference API URL           ``http://127.0.0.1:8080``
+``TORCHSERVE_MANAGEMENT_URL``          management API URL          ``http://127.0.0.1:8081``
+``TORCHSERVE_MODEL``                   default model name          ``demo``
+``TORCHSERVE_CONNECT_TIMEOUT``         seconds to connect          5
+``TORCHSERVE_REQUEST_TIMEOUT``         seconds for one request     120
+``TORCHSERVE_POOL_SIZE``               connections in the pool     100
+``RETRY_ATTEMPTS``                     attempts per call           3
+``RETRY_MAX_SECONDS``                  total time per call         60
+``CIRCUIT_BREAKER_FAILURE_THRESHOLD``  failures that open it       5
+``CIRCUIT_BREAKER_RECOVERY_TIMEOUT``   seconds before a probe      60
+``HEALTH_CHECK_INTERVAL``              seconds a result is cached  30
+``HEALTH_CHECK_TIMEOUT``               seconds for one check       5
+``TORCHSERVE_INFERENCE_TOKEN``         inference Bearer token      none
+``TORCHSERVE_MANAGEMENT_TOKEN``        management Bearer token     none
+``TORCHSERVE_KEY_FILE``                TorchServe key_file.json    none
+``TORCHSERVE_CA_BUNDLE``               CA bundle for https         system CAs
+``TORCHSERVE_VERIFY_TLS``              verify certificates         true
+=====================================  ==========================  ==============================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tsbatch._errors import ConfigError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:8081"
+DEFAULT_MODEL = "demo"
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: TorchServe's own default response timeout is 120 s.
+DEFAULT_REQUEST_TIMEOUT = 120.0
+DEFAULT_POOL_SIZE = 100
+DEFAULT_RETRY_ATTEMPTS = 3
+DEFAULT_RETRY_MAX_SECONDS = 60.0
+DEFAULT_BACKOFF_INITIAL = 0.1
+DEFAULT_BACKOFF_MAX = 10.0
+DEFAULT_RETRY_AFTER_CAP = 30.0
+DEFAULT_BUDGET_RATIO = 0.2
+DEFAULT_BUDGET_MIN_PER_SECOND = 1.0
+DEFAULT_BUDGET_RESERVE = 10.0
+DEFAULT_FAILURE_THRESHOLD = 5
+DEFAULT_RECOVERY_TIMEOUT = 60.0
+DEFAULT_HALF_OPEN_PROBES = 1
+DEFAULT_HEALTH_INTERVAL = 30.0
+DEFAULT_HEALTH_TIMEOUT = 5.0
+
+
+def _check(name: str, value: float, *, minimum: float, integer: bool = False, above: bool = False) -> None:
+    kind = "an integer" if integer else "a number"
+    bad_type = isinstance(value, bool) or not isinstance(value, int | float)
+    if bad_type or (integer and not isinstance(value, int)) or math.isnan(value):
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    if value < minimum or (above and value == minimum):
+        relation = ">" if above else ">="
+        raise ConfigError(f"{name} must be {relation} {minimum}, got {value!r}")
+
+
+def _check_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http:// or https:// URL with a host, got {url!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timeouts:
+    """Seconds allowed to connect and to complete one request."""
+
+    connect: float = DEFAULT_CONNECT_TIMEOUT
+    request: float = DEFAULT_REQUEST_TIMEOUT
+
+    def __post_init__(self) -> None:
+        _check("Timeouts.connect", self.connect, minimum=0, above=True)
+        _check("Timeouts.request", self.request, minimum=0, above=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped by attempts and by total time.
+
+    The retry budget lets retries be at most ``budget_ratio`` of requests, plus
+    ``budget_min_per_second`` and a starting ``budget_reserve``.
+    """
+
+    attempts: int = DEFAULT_RETRY_ATTEMPTS
+    max_seconds: float = DEFAULT_RETRY_MAX_SECONDS
+    backoff_initial: float = DEFAULT_BACKOFF_INITIAL
+    backoff_max: float = DEFAULT_BACKOFF_MAX
+    retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP
+    budget_ratio: float = DEFAULT_BUDGET_RATIO
+    budget_min_per_second: float = DEFAULT_BUDGET_MIN_PER_SECOND
+    budget_reserve: float = DEFAULT_BUDGET_RESERVE
+
+    def __post_init__(self) -> None:
+        _check("RetryPolicy.attempts", self.attempts, minimum=1, integer=True)
+        for name in (
+            "max_seconds",
+            "backoff_initial",
+            "backoff_max",
+            "retry_after_cap",
+            "budget_ratio",
+            "budget_min_per_second",
+            "budget_reserve",
+        ):
+            _check(f"RetryPolicy.{name}", getattr(self, name), minimum=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerPolicy:
+    """When the circuit breaker opens and how it probes for recovery."""
+
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    recovery_timeout: float = DEFAULT_RECOVERY_TIMEOUT
+    half_open_probes: int = DEFAULT_HALF_OPEN_PROBES
+
+    def __post_init__(self) -> None:
+        _check("BreakerPolicy.failure_threshold", self.failure_threshold, minimum=1, integer=True)
+        _check("BreakerPolicy.recovery_timeout", self.recovery_timeout, minimum=0)
+        _check("BreakerPolicy.half_open_probes", self.half_open_probes, minimum=1, integer=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthPolicy:
+    """How long a health result is cached, and how long one check may take."""
+
+    interval: float = DEFAULT_HEALTH_INTERVAL
+    timeout: float = DEFAULT_HEALTH_TIMEOUT
+
+    def __post_init__(self) -> None:
+        _check("HealthPolicy.interval", self.interval, minimum=0)
+        _check("HealthPolicy.timeout", self.timeout, minimum=0, above=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Auth:
+    """Bearer tokens, given directly or read from TorchServe's key file."""
+
+    inference_token: str | None = field(default=None, repr=False)
+    management_token: str | None = field(default=None, repr=False)
+    key_file: Path | None = None
+
+    def __repr__(self) -> str:
+        given = [n for n in ("inference_token", "management_token") if getattr(self, n)]
+        return f"Auth(tokens_given={given}, key_file={self.key_file!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSConfig:
+    """Certificate checks for ``https://`` URLs."""
+
+    ca_bundle: Path | None = None
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            raise ConfigError(f"TLSConfig.ca_bundle {self.ca_bundle} is not a file")
+        if self.ca_bundle is not None and not self.verify:
+            raise ConfigError("TLSConfig.ca_bundle is set but TLSConfig.verify is off: choose one")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConfig:
+    """Everything a :class:`TorchServeClient` needs to know."""
+
+    url: str = DEFAULT_URL
+    management_url: str = DEFAULT_MANAGEMENT_URL
+    model: str = DEFAULT_MODEL
+    pool_size: int = DEFAULT_POOL_SIZE
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+    auth: Auth = field(default_factory=Auth)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+    def __post_init__(self) -> None:
+        _check_url("ClientConfig.url", self.url)
+        _check_url("ClientConfig.management_url", self.management_url)
+        if not self.model:
+            raise ConfigError("ClientConfig.model must not be empty")
+        _check("ClientConfig.pool_size", self.pool_size, minimum=1, integer=True)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
+        """Build settings from environment variables, then apply ``overrides``.
+
+        ``overrides`` are top-level fields (``url``, ``model``, ``retry``, ...).
+        """
+        return dataclasses.replace(_from_env(os.environ if env is None else env), **overrides)
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, *, integer: bool = False) -> Any:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value: float = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {kind}") from None
+    return value
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def _env_path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw) if raw else None
+
+
+def _build(factory: Any, variables: dict[str, str], **values: Any) -> Any:
+    """Construct ``factory(**values)``; an error names the variable, not the field."""
+    try:
+        return factory(**values)
+    except ConfigError as exc:
+        message = str(exc)
+        for field_name, variable in variables.items():
+            message = message.replace(f"{factory.__name__}.{field_name} ", f"{variable} ")
+        raise ConfigError(message) from None
+
+
+def _from_env(env: Mapping[str, str]) -> ClientConfig:
+    """Read every variable; a bad value names the variable."""
+    timeouts = _build(
+        Timeouts,
+        {"connect": "TORCHSERVE_CONNECT_TIMEOUT", "request": "TORCHSERVE_REQUEST_TIMEOUT"},
+        connect=_env_number(env, "TORCHSERVE_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
+        request=_env_number(env, "TORCHSERVE_REQUEST_TIMEOUT", DEFAULT_REQUEST_TIMEOUT),
+    )
+    retry = _build(
+        RetryPolicy,
+        {"attempts": "RETRY_ATTEMPTS", "max_seconds": "RETRY_MAX_SECONDS"},
+        attempts=_env_number(env, "RETRY_ATTEMPTS", DEFAULT_RETRY_ATTEMPTS, integer=True),
+        max_seconds=_env_number(env, "RETRY_MAX_SECONDS", DEFAULT_RETRY_MAX_SECONDS),
+    )
+    breaker = _build(
+        BreakerPolicy,
+        {
+            "failure_threshold": "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+            "recovery_timeout": "CIRCUIT_BREAKER_RECOVERY_TIMEOUT",
+        },
+        failure_threshold=_env_number(
+            env, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", DEFAULT_FAILURE_THRESHOLD, integer=True
+        ),
+        recovery_timeout=_env_number(env, "CIRCUIT_BREAKER_RECOVERY_TIMEOUT", DEFAULT_RECOVERY_TIMEOUT),
+    )
+    health = _build(
+        HealthPolicy,
+        {"interval": "HEALTH_CHECK_INTERVAL", "timeout": "HEALTH_CHECK_TIMEOUT"},
+        interval=_env_number(env, "HEALTH_CHECK_INTERVAL", DEFAULT_HEALTH_INTERVAL),
+        timeout=_env_number(env, "HEALTH_CHECK_TIMEOUT", DEFAULT_HEALTH_TIMEOUT),
+    )
+    tls = _build(
+        TLSConfig,
+        {"ca_bundle": "TORCHSERVE_CA_BUNDLE", "verify": "TORCHSERVE_VERIFY_TLS"},
+        ca_bundle=_env_path(env, "TORCHSERVE_CA_BUNDLE"),
+        verify=_env_bool(env, "TORCHSERVE_VERIFY_TLS", True),
+    )
+    auth = Auth(
+        inference_token=env.get("TORCHSERVE_INFERENCE_TOKEN") or None,
+        management_token=env.get("TORCHSERVE_MANAGEMENT_TOKEN") or None,
+        key_file=_env_path(env, "TORCHSERVE_KEY_FILE"),
+    )
+    config: ClientConfig = _build(
+        ClientConfig,
+        {
+            "url": "TORCHSERVE_URL",
+            "management_url": "TORCHSERVE_MANAGEMENT_URL",
+            "model": "TORCHSERVE_MODEL",
+            "pool_size": "TORCHSERVE_POOL_SIZE",
+        },
+        url=env.get("TORCHSERVE_URL") or DEFAULT_URL,
+        management_url=env.get("TORCHSERVE_MANAGEMENT_URL") or DEFAULT_MANAGEMENT_URL,
+        model=env.get("TORCHSERVE_MODEL") or DEFAULT_MODEL,
+        pool_size=_env_number(env, "TORCHSERVE_POOL_SIZE", DEFAULT_POOL_SIZE, integer=True),
+        timeouts=timeouts,
+        retry=retry,
+        breaker=breaker,
+        health=health,
+        auth=auth,
+        tls=tls,
+    )
+    return config
