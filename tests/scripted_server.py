@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class ScriptedServer:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+    ssl_context: ssl.SSLContext | None = None
     _runner: web.AppRunner | None = None
 
     def hold(self) -> Step:
@@ -75,10 +77,11 @@ class ScriptedServer:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        scheme = "https" if self.ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -82,6 +82,13 @@ class Transport:
             raise TorchServeConnectionError(
                 f"{where}: no reply within {limit:g}s", kind="timeout", url=url
             ) from exc
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TorchServeConnectionError(
+                f"{where}: cannot connect, the server's certificate is not trusted "
+                "(pass a CA bundle: TORCHSERVE_CA_BUNDLE or TLSConfig(ca_bundle=...))",
+                kind="connect",
+                url=url,
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise TorchServeConnectionError(
                 f"{where}: cannot connect ({exc.os_error.strerror or type(exc).__name__})",
