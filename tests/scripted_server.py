@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,3 +89,31 @@ class ScriptedServer:
         self.gate.set()
         assert self._runner is not None
         await self._runner.cleanup()
+
+
+class ServerThread:
+    """A :class:`ScriptedServer` on its own loop in a thread, for code that blocks the caller's loop."""
+
+    def __init__(self, steps: list[Step]) -> None:
+        self._steps = steps
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="scripted-server", daemon=True)
+        self.server: ScriptedServer | None = None
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+
+        async def start() -> ScriptedServer:
+            server = ScriptedServer(self._steps)
+            return await server.__aenter__()
+
+        self.server = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout=10)
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.server is not None
+        asyncio.run_coroutine_threadsafe(self.server.__aexit__(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()

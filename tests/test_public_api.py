@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
+
 import tsbatch
 
 EXPECTED = [
     "Auth",
+    "BatchLimits",
     "BatchResult",
     "BreakerPolicy",
     "CallInfo",
     "CircuitOpenError",
+    "ClassificationError",
+    "Classifier",
     "ClientConfig",
     "ConfigError",
+    "EngineConfig",
     "HealthPolicy",
     "HealthStatus",
     "InputValidationError",
@@ -20,6 +27,7 @@ EXPECTED = [
     "PredictResult",
     "Prediction",
     "RetryPolicy",
+    "RunReport",
     "TLSConfig",
     "Timeouts",
     "TorchServeAuthError",
@@ -28,6 +36,10 @@ EXPECTED = [
     "TorchServeError",
     "TorchServeInferenceError",
     "__version__",
+    "batch_metrics",
+    "classifier",
+    "failures",
+    "run_report",
 ]
 
 
@@ -44,3 +56,17 @@ def test_public_names_are_sorted_and_importable() -> None:
 def test_nothing_public_leaks_beyond_all() -> None:
     public = {name for name in vars(tsbatch) if not name.startswith("_")}
     assert public <= set(tsbatch.__all__)
+
+
+def test_no_third_party_type_in_a_public_signature() -> None:
+    for name in tsbatch.__all__:
+        obj = getattr(tsbatch, name)
+        functions = (
+            [m for _, m in inspect.getmembers(obj, inspect.isfunction)] if inspect.isclass(obj) else [obj]
+        )
+        for function in functions:
+            if not inspect.isfunction(function):
+                continue
+            hints = str(typing.get_type_hints(function))
+            for library in ("aiohttp", "tenacity", "pybreaker"):
+                assert library not in hints, f"{name}.{function.__name__} exposes {library}"

@@ -1,9 +1,26 @@
-"""tsbatch: classify large amounts of text with a model served by TorchServe."""
+"""tsbatch: classify large amounts of text with a model served by TorchServe.
 
+Importing tsbatch registers the ``.ts`` accessor on pandas objects.
+"""
+
+from typing import Any as _Any
+
+from tsbatch import _accessor as _accessor
 from tsbatch._client import TorchServeClient
-from tsbatch._config import Auth, BreakerPolicy, ClientConfig, HealthPolicy, RetryPolicy, Timeouts, TLSConfig
+from tsbatch._config import (
+    Auth,
+    BatchLimits,
+    BreakerPolicy,
+    ClientConfig,
+    EngineConfig,
+    HealthPolicy,
+    RetryPolicy,
+    Timeouts,
+    TLSConfig,
+)
 from tsbatch._errors import (
     CircuitOpenError,
+    ClassificationError,
     ConfigError,
     InputValidationError,
     LocalServerError,
@@ -12,18 +29,24 @@ from tsbatch._errors import (
     TorchServeError,
     TorchServeInferenceError,
 )
+from tsbatch._frame import RunReport, batch_metrics, failures, run_report
+from tsbatch._seed import Classifier
 from tsbatch._types import BatchResult, CallInfo, HealthStatus, ModelInfo, Prediction, PredictResult
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Auth",
+    "BatchLimits",
     "BatchResult",
     "BreakerPolicy",
     "CallInfo",
     "CircuitOpenError",
+    "ClassificationError",
+    "Classifier",
     "ClientConfig",
     "ConfigError",
+    "EngineConfig",
     "HealthPolicy",
     "HealthStatus",
     "InputValidationError",
@@ -32,6 +55,7 @@ __all__ = [
     "PredictResult",
     "Prediction",
     "RetryPolicy",
+    "RunReport",
     "TLSConfig",
     "Timeouts",
     "TorchServeAuthError",
@@ -40,4 +64,20 @@ __all__ = [
     "TorchServeError",
     "TorchServeInferenceError",
     "__version__",
+    "batch_metrics",
+    "classifier",
+    "failures",
+    "run_report",
 ]
+
+_classifier: Classifier | None = None
+
+
+def __getattr__(name: str) -> _Any:
+    """``tsbatch.classifier``: a :class:`Classifier` built from the environment on first use."""
+    global _classifier
+    if name == "classifier":
+        if _classifier is None:
+            _classifier = Classifier()
+        return _classifier
+    raise AttributeError(f"module 'tsbatch' has no attribute {name!r}")

@@ -22,6 +22,10 @@ variable                               setting                     default
 ``TORCHSERVE_KEY_FILE``                TorchServe key_file.json    none
 ``TORCHSERVE_CA_BUNDLE``               CA bundle for https         system CAs
 ``TORCHSERVE_VERIFY_TLS``              verify certificates         true
+``MAX_BATCH_SIZE``                     rows in one batch           64
+``MAX_BATCH_BYTES``                    request bytes in a batch    4 MiB (TorchServe takes 6.5 MB)
+``MAX_CONCURRENCY``                    requests in flight          sized from the model's info
+``MAX_TEXT_LENGTH``                    longest text, characters    the model's own, else 100,000
 =====================================  ==========================  ==============================
 """
 
@@ -58,6 +62,12 @@ DEFAULT_RECOVERY_TIMEOUT = 60.0
 DEFAULT_HALF_OPEN_PROBES = 1
 DEFAULT_HEALTH_INTERVAL = 30.0
 DEFAULT_HEALTH_TIMEOUT = 5.0
+DEFAULT_MAX_BATCH_SIZE = 64
+#: TorchServe refuses requests over 6.5 MB and its worker dies on replies over
+#: 6.5 MB: both are kept well below.
+DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_TEXT_LENGTH = 100_000
 
 
 def _check(name: str, value: float, *, minimum: float, integer: bool = False, above: bool = False) -> None:
@@ -203,7 +213,59 @@ class ClientConfig:
         return dataclasses.replace(_from_env(os.environ if env is None else env), **overrides)
 
 
-def _env_number(env: Mapping[str, str], name: str, default: float, *, integer: bool = False) -> Any:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchLimits:
+    """Caps on one batch: rows, request bytes, and estimated reply bytes."""
+
+    max_rows: int = DEFAULT_MAX_BATCH_SIZE
+    max_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+
+    def __post_init__(self) -> None:
+        _check("BatchLimits.max_rows", self.max_rows, minimum=1, integer=True)
+        _check("BatchLimits.max_bytes", self.max_bytes, minimum=1, integer=True)
+        _check("BatchLimits.max_reply_bytes", self.max_reply_bytes, minimum=1, integer=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """How the batch engine splits and sends a column of texts.
+
+    ``concurrency`` and ``max_text_length`` left at ``None`` are taken from the
+    model's info (falling back to 32 and :data:`DEFAULT_MAX_TEXT_LENGTH`).
+    """
+
+    limits: BatchLimits = field(default_factory=BatchLimits)
+    concurrency: int | None = None
+    max_text_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None:
+            _check("EngineConfig.concurrency", self.concurrency, minimum=1, integer=True)
+        if self.max_text_length is not None:
+            _check("EngineConfig.max_text_length", self.max_text_length, minimum=1, integer=True)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> EngineConfig:
+        """Read ``MAX_BATCH_SIZE``, ``MAX_BATCH_BYTES``, ``MAX_CONCURRENCY``, ``MAX_TEXT_LENGTH``."""
+        env = os.environ if env is None else env
+        limits = _build(
+            BatchLimits,
+            {"max_rows": "MAX_BATCH_SIZE", "max_bytes": "MAX_BATCH_BYTES"},
+            max_rows=_env_number(env, "MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, integer=True),
+            max_bytes=_env_number(env, "MAX_BATCH_BYTES", DEFAULT_MAX_BATCH_BYTES, integer=True),
+        )
+        config: EngineConfig = _build(
+            cls,
+            {"concurrency": "MAX_CONCURRENCY", "max_text_length": "MAX_TEXT_LENGTH"},
+            limits=limits,
+            concurrency=_env_number(env, "MAX_CONCURRENCY", None, integer=True),
+            max_text_length=_env_number(env, "MAX_TEXT_LENGTH", None, integer=True),
+        )
+        return dataclasses.replace(config, **overrides)
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float | None, *, integer: bool = False) -> Any:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default

@@ -7,6 +7,7 @@ The tree::
     │   └── CircuitOpenError        refused at once: the circuit breaker is open
     ├── TorchServeInferenceError    the server answered with an error or an unusable reply
     │   └── TorchServeAuthError     the token was refused, even after re-reading the key file
+    ├── ClassificationError         some rows failed (errors="raise"); carries the failures table
     ├── LocalServerError            a local TorchServe could not be built, started or stopped
     ├── InputValidationError        bad input from the caller (also a ValueError)
     └── ConfigError                 a bad setting (also a ValueError)
@@ -17,6 +18,8 @@ say what went wrong and what to do; they never carry tokens or keys.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class TorchServeError(Exception):
@@ -85,3 +88,16 @@ class InputValidationError(TorchServeError, ValueError):
 
 class ConfigError(TorchServeError, ValueError):
     """A setting is missing or out of range; the message names the setting."""
+
+
+class ClassificationError(TorchServeError):
+    """Some rows could not be classified (raised with ``errors="raise"``).
+
+    ``failures`` holds the failed rows with their ``ts_error``; ``result`` the
+    whole result, good rows included.
+    """
+
+    def __init__(self, message: str, *, failures: Any, result: Any) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.result = result

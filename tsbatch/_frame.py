@@ -1,0 +1,127 @@
+"""Turn engine results into pandas: the result frame, its batch metrics and its failures."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from tsbatch._engine import BatchRecord, EngineResult
+from tsbatch._errors import InputValidationError
+
+#: Per-row metadata columns and their dtypes.
+META_DTYPES: dict[str, str] = {
+    "ts_status": "string",
+    "ts_error": "string",
+    "ts_batch_id": "Int64",
+    "ts_attempts": "Int64",
+    "ts_latency_ms": "Float64",
+    "ts_truncated": "boolean",
+}
+BATCH_DTYPES: dict[str, str] = {
+    "batch_id": "int64",
+    "rows": "int64",
+    "bytes": "int64",
+    "started_at": "datetime64[us, UTC]",
+    "ended_at": "datetime64[us, UTC]",
+    "latency_ms": "float64",
+    "attempts": "int64",
+    "retries": "int64",
+    "status": "string",
+    "error": "string",
+}
+_REPORT_KEY = "tsbatch"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """How a result frame was made; kept in ``result.attrs["tsbatch"]``."""
+
+    model: str
+    version: str | None
+    mode: str
+    concurrency: int
+    batches: tuple[BatchRecord, ...]
+
+
+def prediction_dtypes(prefix: str, include_scores: bool) -> dict[str, str]:
+    """The prediction columns and their dtypes."""
+    dtypes = {f"{prefix}label": "string", f"{prefix}score": "Float64"}
+    if include_scores:
+        dtypes[f"{prefix}scores"] = "object"
+    return dtypes
+
+
+def check_no_collision(columns: Sequence[Any], prefix: str, include_scores: bool) -> None:
+    """Refuse to overwrite input columns with output columns."""
+    taken = [c for c in [*prediction_dtypes(prefix, include_scores), *META_DTYPES] if c in set(columns)]
+    if taken:
+        raise InputValidationError(
+            f"the input already has column(s) {taken}: pass another prefix= for the predictions "
+            "or rename the ts_* columns"
+        )
+
+
+def result_frame(
+    frame: pd.DataFrame, result: EngineResult, *, prefix: str, include_scores: bool
+) -> pd.DataFrame:
+    """``frame`` (same index and columns) plus predictions and per-row metadata."""
+    rows = result.rows
+    columns: dict[str, Any] = {
+        f"{prefix}label": [r.prediction.label if r.prediction else None for r in rows],
+        f"{prefix}score": [r.prediction.score if r.prediction else None for r in rows],
+    }
+    if include_scores:
+        columns[f"{prefix}scores"] = [r.prediction.scores if r.prediction else None for r in rows]
+    columns.update(
+        {
+            "ts_status": [r.status for r in rows],
+            "ts_error": [r.error for r in rows],
+            "ts_batch_id": [r.batch_id for r in rows],
+            "ts_attempts": [r.attempts for r in rows],
+            "ts_latency_ms": [r.latency_ms for r in rows],
+            "ts_truncated": [r.truncated for r in rows],
+        }
+    )
+    dtypes = {**prediction_dtypes(prefix, include_scores), **META_DTYPES}
+    added = pd.DataFrame(
+        {name: pd.Series(values, index=frame.index, dtype=dtypes[name]) for name, values in columns.items()},
+        index=frame.index,
+    )
+    out = pd.concat([frame, added], axis=1)
+    out.attrs = {
+        **frame.attrs,
+        _REPORT_KEY: RunReport(
+            result.model, result.version, result.mode, result.concurrency, tuple(result.batches)
+        ),
+    }
+    return out
+
+
+def run_report(result: pd.DataFrame | pd.Series) -> RunReport:
+    """The :class:`RunReport` of a frame returned by ``classify``."""
+    report = result.attrs.get(_REPORT_KEY)
+    if not isinstance(report, RunReport):
+        raise InputValidationError(
+            "this frame carries no tsbatch run report: pass the frame classify returned"
+        )
+    return report
+
+
+def batch_metrics(result: pd.DataFrame) -> pd.DataFrame:
+    """Per-batch metrics of a classify result, one row per batch (write it next to the predictions)."""
+    records = [dataclasses.asdict(r) for r in run_report(result).batches]
+    frame = pd.DataFrame(records, columns=list(BATCH_DTYPES))
+    for name in ("started_at", "ended_at"):
+        frame[name] = pd.to_datetime(frame[name], unit="s", utc=True)
+    return frame.astype(BATCH_DTYPES)
+
+
+def failures(result: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a classify result that ended in error, with the reason."""
+    if "ts_status" not in result.columns:
+        raise InputValidationError("this frame has no ts_status column: pass the frame classify returned")
+    return result[result["ts_status"] == "error"]

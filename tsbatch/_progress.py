@@ -1,0 +1,49 @@
+"""The progress bar: rows, rows/s, errors, retries and the breaker's state."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tqdm.auto import tqdm
+
+from tsbatch._client import TorchServeClient
+from tsbatch._engine import Progress
+
+PROGRESS_VARIABLE = "TSBATCH_PROGRESS"
+
+
+def progress_enabled(requested: bool | None) -> bool:
+    """``requested`` if given, else ``TSBATCH_PROGRESS``, else on in notebooks and terminals."""
+    if requested is not None:
+        return requested
+    setting = os.environ.get(PROGRESS_VARIABLE)
+    if setting is not None and setting.strip():
+        return setting.strip().lower() not in ("0", "false", "no", "off")
+    return "ipykernel" in sys.modules or sys.stderr.isatty()
+
+
+@contextmanager
+def progress_bar(client: TorchServeClient, enabled: bool, description: str) -> Iterator[Progress]:
+    """A :class:`Progress` that drives a tqdm bar while the block runs."""
+    progress = Progress()
+    if not enabled:
+        yield progress
+        return
+    bar = tqdm(total=0, unit="rows", desc=description, dynamic_ncols=True)
+
+    def update(state: Progress, rows: int) -> None:
+        if bar.total != state.total:
+            bar.total = state.total
+        bar.set_postfix(
+            errors=state.errors, retries=state.retries, breaker=client.breaker_state, refresh=False
+        )
+        bar.update(rows)
+
+    progress.on_update = update
+    try:
+        yield progress
+    finally:
+        bar.close()
