@@ -16,32 +16,36 @@ def info(batch_size: int = 8, workers: int = 1, queue: int | None = 100, lists: 
 
 
 def test_batches_are_capped_by_rows() -> None:
-    batches, too_large = plan_batches(["t"] * 10, EngineConfig(limits=BatchLimits(max_rows=4)), 2)
+    batches, _, too_large = plan_batches(["t"] * 10, EngineConfig(limits=BatchLimits(max_rows=4)), 2)
     assert [len(b) for b in batches] == [4, 4, 2]
     assert too_large == []
 
 
 def test_batches_are_capped_by_request_bytes() -> None:
     texts = ["x" * 92] * 5  # 100 bytes each with the JSON overhead
-    batches, _ = plan_batches(texts, EngineConfig(limits=BatchLimits(max_rows=100, max_bytes=250)), 2)
+    batches, _, _ = plan_batches(texts, EngineConfig(limits=BatchLimits(max_rows=100, max_bytes=250)), 2)
     assert [len(b) for b in batches] == [2, 2, 1]
 
 
 def test_batches_are_capped_by_estimated_reply_bytes() -> None:
     limits = BatchLimits(max_rows=1000, max_reply_bytes=10_000)
-    batches, _ = plan_batches(["t"] * 300, EngineConfig(limits=limits), 10)
+    batches, _, _ = plan_batches(["t"] * 300, EngineConfig(limits=limits), 10)
     per_row = 64 + 32 * 10
     assert max(len(b) for b in batches) == 10_000 // per_row
 
 
 def test_a_text_larger_than_a_batch_is_set_aside() -> None:
-    batches, too_large = plan_batches(["ok", "x" * 500], EngineConfig(limits=BatchLimits(max_bytes=100)), 2)
+    batches, _, too_large = plan_batches(
+        ["ok", "x" * 500], EngineConfig(limits=BatchLimits(max_bytes=100)), 2
+    )
     assert batches == [[0]] and too_large == [1]
 
 
 def test_every_text_lands_in_exactly_one_batch() -> None:
     texts = [f"text {i} " + "y" * (i % 37) for i in range(1000)]
-    batches, too_large = plan_batches(texts, EngineConfig(limits=BatchLimits(max_rows=33, max_bytes=900)), 5)
+    batches, _, too_large = plan_batches(
+        texts, EngineConfig(limits=BatchLimits(max_rows=33, max_bytes=900)), 5
+    )
     flat = sorted(i for b in batches for i in b) + too_large
     assert flat == list(range(1000))
 
@@ -106,3 +110,8 @@ def test_engine_settings_come_from_the_environment() -> None:
     assert (config.limits.max_rows, config.concurrency, config.max_text_length) == (16, 8, 500)
     with pytest.raises(ConfigError, match="MAX_BATCH_SIZE must be >= 1"):
         EngineConfig.from_env({"MAX_BATCH_SIZE": "0"})
+
+
+def test_batch_sizes_are_utf8_bytes() -> None:
+    _, sizes, _ = plan_batches(["abc", "é" * 10, "ok"], EngineConfig(limits=BatchLimits(max_rows=2)), 2)
+    assert sizes == [3 + 20, 2]

@@ -87,6 +87,7 @@ class TorchServeClient:
         self._transport = Transport(pool_size=config.pool_size, timeouts=config.timeouts, tls=config.tls)
         self._breaker = AsyncCircuitBreaker(config.breaker, clock=clock, metrics=self._metrics)
         self._budget = RetryBudget(config.retry, clock)
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._health: HealthStatus | None = None
         self._health_check: asyncio.Future[HealthStatus] | None = None
 
@@ -377,6 +378,18 @@ class TorchServeClient:
             raise
         return result, reply, attempts
 
+    def _observe(self, method: str, status: str, seconds: float, *, connected: bool) -> None:
+        """Count one request; label children are looked up once per (method, status)."""
+        key = (method, status)
+        children = self._children.get(key)
+        if children is None:
+            metrics = self._metrics
+            children = (metrics.requests.labels(method, status), metrics.duration.labels(method))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        self._metrics.connection_status.set(1 if connected else 0)
+
     async def _exchange(
         self, method: str, http_method: str, url: str, api: str, data: bytes | None, content_type: str | None
     ) -> Reply:
@@ -389,13 +402,9 @@ class TorchServeClient:
             try:
                 reply = await self._transport.request(http_method, url, data=data, headers=headers)
             except TorchServeConnectionError:
-                self._metrics.connection_status.set(0)
-                self._metrics.requests.labels(method, "error").inc()
-                self._metrics.duration.labels(method).observe(self._clock() - started)
+                self._observe(method, "error", self._clock() - started, connected=False)
                 raise
-            self._metrics.connection_status.set(1)
-            self._metrics.requests.labels(method, str(reply.status)).inc()
-            self._metrics.duration.labels(method).observe(self._clock() - started)
+            self._observe(method, str(reply.status), self._clock() - started, connected=True)
             if first and reply.status == 400 and _error_type(reply) == "InvalidKeyException":
                 self._tokens.reload()
                 if self._tokens.header(api).get("Authorization") != headers.get("Authorization"):
@@ -466,12 +475,13 @@ def _error_from_reply(reply: Reply, model: str | None, version: str | None) -> T
 
 def _parse_prediction(item: Any, model: str | None, version: str | None) -> Prediction:
     """Read ``{"label", "score", "scores"}`` or a ``{class: probability}`` mapping."""
-    if isinstance(item, dict) and "label" in item:
-        scores = item.get("scores")
+    if type(item) is dict and "label" in item:
         score = item.get("score")
-        if isinstance(score, int | float) and not isinstance(score, bool) and math.isfinite(score):
-            valid_scores = {str(k): float(v) for k, v in scores.items()} if isinstance(scores, dict) else None
-            return Prediction(str(item["label"]), float(score), valid_scores)
+        kind = type(score)  # exact types: bool is not a score
+        if (kind is float and math.isfinite(score)) or kind is int:  # type: ignore[arg-type]
+            scores = item.get("scores")
+            valid_scores = {str(k): float(v) for k, v in scores.items()} if type(scores) is dict else None
+            return Prediction(str(item["label"]), float(score), valid_scores)  # type: ignore[arg-type]
     if isinstance(item, dict) and item and all(isinstance(v, int | float) for v in item.values()):
         scores = {str(k): float(v) for k, v in item.items()}
         label = max(scores, key=scores.__getitem__)

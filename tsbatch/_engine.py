@@ -161,15 +161,18 @@ def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions)
     index_of: dict[str, int] = {}
     prepared = _Prepared([], [], {}, set())
     for position, value in enumerate(values):
-        if _is_missing(value):
+        if type(value) is str:  # the common case first
+            text = value
+        elif _is_missing(value):
             prepared.fixed[position] = RowOutcome("skipped")
             continue
-        try:
-            text = _to_text(value, options.non_string)
-        except ValueError as exc:
-            prepared.fixed[position] = RowOutcome("error", error=str(exc))
-            continue
-        if not text.strip():
+        else:
+            try:
+                text = _to_text(value, options.non_string)
+            except ValueError as exc:
+                prepared.fixed[position] = RowOutcome("error", error=str(exc))
+                continue
+        if not text or text.isspace():
             prepared.fixed[position] = RowOutcome("error", error="text is empty")
             continue
         if len(text) > max_length:
@@ -180,42 +183,47 @@ def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions)
                 continue
             text = text[:max_length]
             prepared.truncated.add(position)
-        unique = index_of.setdefault(text, len(prepared.texts))
-        if unique == len(prepared.texts):
+        unique = index_of.get(text)
+        if unique is None:
+            index_of[text] = len(prepared.texts)
             prepared.texts.append(text)
-            prepared.positions.append([])
-        prepared.positions[unique].append(position)
+            prepared.positions.append([position])
+        else:
+            prepared.positions[unique].append(position)
     return prepared
 
 
 def plan_batches(
     texts: Sequence[str], engine: EngineConfig, class_count: int | None
-) -> tuple[list[list[int]], list[int]]:
+) -> tuple[list[list[int]], list[int], list[int]]:
     """Split unique texts into batches capped by rows, request bytes and reply bytes.
 
-    Returns the batches (lists of unique indexes) and the indexes too large to
-    send even alone.
+    Returns the batches (lists of unique indexes), each batch's UTF-8 size in
+    bytes, and the indexes too large to send even alone.
     """
     limits = engine.limits
     per_reply = _REPLY_BASE_BYTES + _REPLY_BYTES_PER_CLASS * (class_count or _UNKNOWN_CLASS_COUNT)
     max_rows = max(1, min(limits.max_rows, limits.max_reply_bytes // per_reply))
     batches: list[list[int]] = []
+    sizes: list[int] = []
     too_large: list[int] = []
     current: list[int] = []
     size = 0
     for index, text in enumerate(texts):
-        item = len(text.encode("utf-8")) + _LIST_ITEM_OVERHEAD
+        item = (len(text) if text.isascii() else len(text.encode("utf-8"))) + _LIST_ITEM_OVERHEAD
         if item > limits.max_bytes:
             too_large.append(index)
             continue
         if current and (len(current) >= max_rows or size + item > limits.max_bytes):
             batches.append(current)
+            sizes.append(size - _LIST_ITEM_OVERHEAD * len(current))
             current, size = [], 0
         current.append(index)
         size += item
     if current:
         batches.append(current)
-    return batches, too_large
+        sizes.append(size - _LIST_ITEM_OVERHEAD * len(current))
+    return batches, sizes, too_large
 
 
 def choose_mode(requested: Mode, info: ModelInfo | None) -> Literal["rows", "list"]:
@@ -261,6 +269,7 @@ class _Run:
         client: TorchServeClient,
         prepared: _Prepared,
         batches: list[list[int]],
+        sizes: list[int],
         options: ClassifyOptions,
         progress: Progress,
     ) -> None:
@@ -274,9 +283,9 @@ class _Run:
             BatchRecord(
                 batch_id=b,
                 rows=sum(len(prepared.positions[i]) for i in batch),
-                bytes=sum(len(prepared.texts[i].encode("utf-8")) for i in batch),
+                bytes=size,
             )
-            for b, batch in enumerate(batches)
+            for b, (batch, size) in enumerate(zip(batches, sizes, strict=True))
         ]
         self._open: dict[int, int] = {b: len(batch) for b, batch in enumerate(batches)}
         self._started: dict[int, float] = {}
@@ -287,16 +296,19 @@ class _Run:
             self._started[batch_id] = time.monotonic()
             self.records[batch_id].started_at = time.time()
 
-    def _settle(self, batch_id: int, indexes: Sequence[int], outcome: RowOutcome) -> None:
+    def _settle(self, batch_id: int, indexes: Sequence[int], outcomes: Sequence[RowOutcome]) -> None:
         record = self.records[batch_id]
-        rows = 0
-        for index in indexes:
+        rows = errors = 0
+        positions = self.prepared.positions
+        for index, outcome in zip(indexes, outcomes, strict=True):
             self.results[index] = outcome
-            rows += len(self.prepared.positions[index])
-        if outcome.status == "error":
-            record.error = record.error or outcome.error
-        retries = max(0, (outcome.attempts or 1) - 1)
-        self.progress.advance(rows, rows if outcome.status == "error" else 0, retries)
+            count = len(positions[index])
+            rows += count
+            if outcome.status == "error":
+                errors += count
+                record.error = record.error or outcome.error
+        retries = max(0, (outcomes[0].attempts or 1) - 1) if outcomes else 0
+        self.progress.advance(rows, errors, retries)
         self._open[batch_id] -= len(indexes)
         if self._open[batch_id] == 0:
             record.ended_at = time.time()
@@ -333,7 +345,7 @@ class _Run:
         except TorchServeError as exc:
             self.records[batch_id].attempts += _attempts_of(exc)
             latency = (time.monotonic() - started) * 1000
-            self._settle(batch_id, [index], _failed(exc, batch_id, latency))
+            self._settle(batch_id, [index], [_failed(exc, batch_id, latency)])
             return
         self.records[batch_id].attempts += result.call.attempts
         outcome = RowOutcome(
@@ -343,7 +355,7 @@ class _Run:
             attempts=result.call.attempts,
             latency_ms=result.call.latency_s * 1000,
         )
-        self._settle(batch_id, [index], outcome)
+        self._settle(batch_id, [index], [outcome])
 
     async def _one_list(self, batch_id: int, indexes: list[int]) -> None:
         self._start(batch_id)
@@ -362,18 +374,12 @@ class _Run:
                 await self._one_list(batch_id, indexes[middle:])
                 return
             latency = (time.monotonic() - started) * 1000
-            self._settle(batch_id, indexes, _failed(exc, batch_id, latency))
+            self._settle(batch_id, indexes, [_failed(exc, batch_id, latency)] * len(indexes))
             return
         self.records[batch_id].attempts += result.call.attempts
-        for index, prediction in zip(indexes, result.predictions, strict=True):
-            outcome = RowOutcome(
-                "ok",
-                prediction,
-                batch_id=batch_id,
-                attempts=result.call.attempts,
-                latency_ms=result.call.latency_s * 1000,
-            )
-            self._settle(batch_id, [index], outcome)
+        attempts, latency = result.call.attempts, result.call.latency_s * 1000
+        outcomes = [RowOutcome("ok", p, None, batch_id, attempts, latency) for p in result.predictions]
+        self._settle(batch_id, indexes, outcomes)
 
 
 def _attempts_of(error: TorchServeError) -> int:
@@ -409,11 +415,13 @@ async def classify_values(
     engine = options.engine
     max_length = engine.max_text_length or (info.max_text_chars if info else None) or DEFAULT_MAX_TEXT_LENGTH
     prepared = prepare(values, max_length=max_length, options=options)
-    batches, too_large = plan_batches(prepared.texts, engine, len(info.classes or []) if info else None)
+    batches, sizes, too_large = plan_batches(
+        prepared.texts, engine, len(info.classes or []) if info else None
+    )
     mode = choose_mode(options.mode, info)
     concurrency = choose_concurrency(mode, engine.concurrency, info)
     progress.total = len(values)
-    run = _Run(client, prepared, batches, options, progress)
+    run = _Run(client, prepared, batches, sizes, options, progress)
     for index in too_large:
         run.results[index] = RowOutcome(
             "error", error=f"text is larger than the batch limit of {engine.limits.max_bytes} bytes"

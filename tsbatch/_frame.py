@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from tsbatch._engine import BatchRecord, EngineResult
+from tsbatch._engine import EngineResult
 from tsbatch._errors import InputValidationError
 
 #: Per-row metadata columns and their dtypes.
@@ -38,13 +38,36 @@ _REPORT_KEY = "tsbatch"
 
 @dataclass(frozen=True)
 class RunReport:
-    """How a result frame was made; kept in ``result.attrs["tsbatch"]``."""
+    """How a result frame was made; kept in ``result.attrs["tsbatch"]``.
+
+    Immutable, so the deep copies pandas makes of ``attrs`` on every
+    operation can share it.
+    """
 
     model: str
     version: str | None
     mode: str
     concurrency: int
-    batches: tuple[BatchRecord, ...]
+    batches: tuple[BatchMetrics, ...]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RunReport:
+        return self
+
+
+@dataclass(frozen=True)
+class BatchMetrics:
+    """One batch's metrics, as recorded when the run ended."""
+
+    batch_id: int
+    rows: int
+    bytes: int
+    started_at: float
+    ended_at: float
+    latency_ms: float
+    attempts: int
+    retries: int
+    status: str
+    error: str | None
 
 
 def prediction_dtypes(prefix: str, include_scores: bool) -> dict[str, str]:
@@ -95,7 +118,11 @@ def result_frame(
     out.attrs = {
         **frame.attrs,
         _REPORT_KEY: RunReport(
-            result.model, result.version, result.mode, result.concurrency, tuple(result.batches)
+            result.model,
+            result.version,
+            result.mode,
+            result.concurrency,
+            tuple(BatchMetrics(**dataclasses.asdict(record)) for record in result.batches),
         ),
     }
     return out

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pybreaker
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
@@ -207,7 +207,10 @@ class AsyncCircuitBreaker:
     def admit(self) -> Permit:
         """Let a call go out, or raise :class:`CircuitOpenError` without any I/O."""
         with self._lock:
-            if self.state == "open":
+            state = self.state
+            if state == "closed":
+                return Permit(self._epoch, probe=False)
+            if state == "open":
                 wait = self._opened_at + self._policy.recovery_timeout - self._clock()
                 if wait > 0:
                     raise CircuitOpenError(
@@ -235,6 +238,8 @@ class AsyncCircuitBreaker:
                 return
             if permit.probe:
                 self._probes -= 1
+            elif not failure and self._breaker.fail_counter == 0:
+                return  # a success with no failures to reset changes nothing
             self._feed(failure)
 
     def release(self, permit: Permit) -> None:
@@ -292,6 +297,16 @@ class _BudgetStop(stop_base):
         return not self._budget.try_withdraw()
 
 
+class _DeadlineStop(stop_base):
+    """Stops when the next sleep would end past the call's deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self._deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time.monotonic() + retry_state.upcoming_sleep > self._deadline
+
+
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
     *,
@@ -302,9 +317,26 @@ async def call_with_retries(
 ) -> T:
     """Run ``attempt`` until it succeeds, a non-retried error occurs, or a cap is hit.
 
-    A fresh tenacity controller is built for every call: tenacity's retry
-    state must not be shared between coroutines.
+    The first attempt runs directly, since most calls need no retry; only a
+    retryable failure builds a tenacity controller, which replays that failure
+    as its first attempt.  The controller is fresh for every call: tenacity's
+    retry state must not be shared between coroutines.
     """
+    deadline = time.monotonic() + policy.max_seconds
+    try:
+        return await attempt()
+    except Exception as error:
+        if policy.attempts == 1 or assess(error).retry_reason is None:
+            raise
+        first_failure: Exception | None = error
+
+    async def replay_then_attempt() -> T:
+        nonlocal first_failure
+        if first_failure is not None:
+            failure, first_failure = first_failure, None
+            raise failure
+        return await attempt()
+
     backoff = wait_random_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max)
 
     def wait(state: RetryCallState) -> float:
@@ -320,13 +352,11 @@ async def call_with_retries(
         on_retry(reason, state.upcoming_sleep)
 
     controller = AsyncRetrying(
-        stop=(
-            stop_after_attempt(policy.attempts) | stop_before_delay(policy.max_seconds) | _BudgetStop(budget)
-        ),
+        stop=(stop_after_attempt(policy.attempts) | _DeadlineStop(deadline) | _BudgetStop(budget)),
         wait=wait,
         retry=retry_if_exception(lambda error: assess(error).retry_reason is not None),
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await controller(attempt)
+    return await controller(replay_then_attempt)
