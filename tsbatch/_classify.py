@@ -83,7 +83,8 @@ async def aclassify_frame(
     owned = client is None
     active = client or TorchServeClient(config=config, registry=registry, model=options.model)
     try:
-        with progress_bar(active, progress_enabled(options.progress), f"classify {column}") as progress:
+        enabled = progress_enabled(options.progress)
+        with progress_bar(enabled, f"classify {column}", lambda: active.breaker_state) as progress:
             result = await classify_values(active, frame[column].tolist(), engine_options, progress)
     finally:
         if owned:

@@ -1,15 +1,39 @@
-"""The ``tsbatch`` command line."""
+"""The ``tsbatch`` command line.
+
+Exit codes: 0 done; 1 done, but some rows failed (see ``_failed.parquet``) or
+the server is unhealthy; 2 bad input or settings, nothing written;
+128 + signal number when stopped by SIGINT or SIGTERM (resume by running the
+same command again).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import json
+import shlex
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from tsbatch._client import TorchServeClient
+from tsbatch._config import ClientConfig, TLSConfig
 from tsbatch._demo.archive import DEFAULT_DATA
-from tsbatch._demo.run import classify_test_split
-from tsbatch._errors import TorchServeError
+from tsbatch._demo.run import run_demo_job
+from tsbatch._errors import ConfigError, TorchServeError
+from tsbatch._job import (
+    DEFAULT_ROWS_PER_PART,
+    DEFAULT_STOP_TIMEOUT,
+    Job,
+    JobSettings,
+    JobStopped,
+    JobSummary,
+    retry_failed,
+    settings_from_output,
+)
+from tsbatch._progress import progress_bar, progress_enabled
 from tsbatch._serve import local
 
 
@@ -128,22 +152,236 @@ def _serve_stop(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     already = local.status(args.run_dir)
     server = already or local.start(_settings(args))
+    output = args.run_dir / "demo-output"
     try:
-        print(f"classifying the test split of {args.data} through {server.inference_url} ...")
-        result = classify_test_split(server, args.data)
+        print(f"classifying {args.data} through {server.inference_url} into {output} ...")
+        result = run_demo_job(server, args.data, output)
     finally:
         if already is None:
             local.stop(args.run_dir)
             print("stopped the TorchServe this demo started")
-    for text, label, predicted in list(zip(result.texts, result.labels, result.predictions, strict=True))[:5]:
-        summary = text.splitlines()[0][:60]
-        print(f"  {predicted:<10} (label {label:<10}) {summary}")
-    score = result.evaluation
+    for predicted, label, package in result.examples:
+        print(f"  {predicted:<10} (label {label:<10}) {package}")
+    _print_summary(result.summary)
     print(
-        f"{score.rows} rows in {result.seconds:.1f}s ({score.rows / result.seconds:.0f} rows/s): "
-        f"accuracy {score.accuracy:.4f}, macro-F1 {score.macro_f1:.4f}"
+        f"test split: {result.test.rows} rows, accuracy {result.test.accuracy:.4f}, "
+        f"macro-F1 {result.test.macro_f1:.4f}; all rows: accuracy {result.everything.accuracy:.4f}"
     )
-    return 0
+    return 0 if result.summary.failed == 0 else 1
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server (defaults from TORCHSERVE_* environment variables)")
+    group.add_argument("--url", help="inference API URL (default: TORCHSERVE_URL or http://127.0.0.1:8080)")
+    group.add_argument(
+        "--management-url",
+        help="management API URL (default: TORCHSERVE_MANAGEMENT_URL or http://127.0.0.1:8081)",
+    )
+    group.add_argument(
+        "--key-file",
+        type=Path,
+        help="TorchServe key_file.json with the tokens (default: TORCHSERVE_KEY_FILE)",
+    )
+    group.add_argument("--ca-bundle", type=Path, help="CA bundle for https URLs (default: system CAs)")
+    group.add_argument(
+        "--insecure", action="store_true", help="do not verify https certificates (default: verify)"
+    )
+
+
+def _client_config(args: argparse.Namespace) -> ClientConfig:
+    config = ClientConfig.from_env()
+    auth = config.auth
+    if args.key_file is not None:
+        auth = dataclasses.replace(auth, key_file=args.key_file)
+    tls = config.tls
+    if args.ca_bundle is not None or args.insecure:
+        tls = TLSConfig(ca_bundle=args.ca_bundle, verify=not args.insecure)
+    return dataclasses.replace(
+        config,
+        url=args.url or config.url,
+        management_url=args.management_url or config.management_url,
+        model=getattr(args, "model", None) or config.model,
+        auth=auth,
+        tls=tls,
+    )
+
+
+def _run_stoppable(job: Job, work: Callable[[], Awaitable[JobSummary]], timeout: float) -> JobSummary:
+    """Run ``work`` with SIGINT/SIGTERM asking the job to stop, and a hard stop after ``timeout``."""
+
+    async def main() -> JobSummary:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_signal(signum: int) -> None:
+            if job.stop.is_set():
+                return
+            job.received_signal = signum
+            print(
+                f"\n{signal.Signals(signum).name}: finishing requests in flight "
+                f"(at most {timeout:g}s), then stopping",
+                file=sys.stderr,
+            )
+            job.stop.set()
+            loop.call_later(timeout, task.cancel)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        return await work()
+
+    return asyncio.run(main())
+
+
+def _print_summary(summary: JobSummary) -> None:
+    print(
+        f"{summary.rows} rows in {summary.parts} parts: {summary.ok} ok, {summary.failed} failed, "
+        f"{summary.skipped} skipped; {summary.rows_this_run} rows this run in {summary.seconds:.1f}s "
+        f"({summary.rows_per_second:.0f} rows/s)"
+    )
+    print(
+        f"output: {summary.output} "
+        "(predictions in part-*.parquet; _batches.parquet, _failed.parquet, _summary.json)"
+    )
+
+
+def _job_exit(job: Job, work: Callable[[], Awaitable[JobSummary]], args: argparse.Namespace) -> int:
+    from prometheus_client import pushadd_to_gateway, start_http_server
+
+    server = None
+    if args.metrics_port:
+        server, _ = start_http_server(args.metrics_port, addr="127.0.0.1", registry=job.metrics.registry)
+    try:
+        with progress_bar(progress_enabled(False if args.no_progress else None), "classify") as progress:
+            job.progress = progress
+            summary = _run_stoppable(job, work, args.stop_timeout)
+    except (JobStopped, asyncio.CancelledError):
+        signum = job.received_signal or signal.SIGTERM
+        print(f"stopped: finished parts are kept in {job.settings.output}", file=sys.stderr)
+        print(f"resume with: {shlex.join(sys.argv) if sys.argv else 'the same command'}", file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        if server is not None:
+            server.shutdown()
+    _print_summary(summary)
+    if args.pushgateway:
+        pushadd_to_gateway(args.pushgateway, job=job.settings.job_name, registry=job.metrics.registry)
+        print(f"metrics pushed to {args.pushgateway} (job={job.settings.job_name})")
+    return 1 if summary.failed else 0
+
+
+def _add_job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT while the job runs (default: off)"
+    )
+    parser.add_argument(
+        "--pushgateway", metavar="URL", help="push the job's final metrics to this Pushgateway (default: off)"
+    )
+    parser.add_argument(
+        "--job-name", default="tsbatch", help="the Pushgateway job label (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=DEFAULT_STOP_TIMEOUT,
+        help="seconds in-flight requests get after SIGINT/SIGTERM (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default: on in terminals)"
+    )
+    parser.add_argument(
+        "--mode", choices=["auto", "rows", "list"], default="auto", help="request mode (default: %(default)s)"
+    )
+    parser.add_argument("--batch-size", type=int, help="rows per batch (default: MAX_BATCH_SIZE or 64)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="requests in flight (default: MAX_CONCURRENCY or sized from the model)",
+    )
+
+
+def _classify(args: argparse.Namespace) -> int:
+    settings = JobSettings(
+        input=args.input,
+        output=args.output,
+        column=args.column,
+        id_column=args.id_column,
+        keep_columns=tuple(c for c in (args.keep_columns or "").split(",") if c),
+        model=args.model,
+        version=args.model_version,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        rows_per_part=args.rows_per_part,
+        overwrite=args.overwrite,
+        job_name=args.job_name,
+    )
+    job = Job(settings, _client_config(args))
+    job.prepare()  # bad input is refused before anything else happens
+    return _job_exit(job, job.run, args)
+
+
+def _retry_failed(args: argparse.Namespace) -> int:
+    settings = settings_from_output(
+        args.output,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        job_name=args.job_name,
+    )
+    job = Job(settings, _client_config(args))
+    return _job_exit(job, lambda: retry_failed(job), args)
+
+
+def _with_client(args: argparse.Namespace, use: Callable[[TorchServeClient], Awaitable[int]]) -> int:
+    async def main() -> int:
+        async with TorchServeClient(config=_client_config(args)) as client:
+            return await use(client)
+
+    return asyncio.run(main())
+
+
+def _health(args: argparse.Namespace) -> int:
+    async def use(client: TorchServeClient) -> int:
+        health = await client.health()
+        data = {
+            "healthy": health.healthy,
+            "status": health.status,
+            "url": client.config.url,
+            "error": health.error,
+        }
+        print(
+            json.dumps(data)
+            if args.json
+            else f"{client.config.url}: {health.status}" + (f" ({health.error})" if health.error else "")
+        )
+        return 0 if health.healthy else 1
+
+    return _with_client(args, use)
+
+
+def _models(args: argparse.Namespace) -> int:
+    async def use(client: TorchServeClient) -> int:
+        names = await client.list_models()
+        print(json.dumps(names) if args.json else "\n".join(names))
+        return 0
+
+    return _with_client(args, use)
+
+
+def _model_info(args: argparse.Namespace) -> int:
+    async def use(client: TorchServeClient) -> int:
+        info = await client.get_model_info(args.name, args.model_version)
+        data = dataclasses.asdict(info)
+        if args.json:
+            print(json.dumps(data))
+        else:
+            width = max(len(k) for k in data)
+            for key, value in data.items():
+                print(f"{key:<{width}}  {json.dumps(value) if isinstance(value, dict | list) else value}")
+        return 0
+
+    return _with_client(args, use)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +403,56 @@ def build_parser() -> argparse.ArgumentParser:
         _add_run_dir(sub)
         sub.set_defaults(func=func)
 
+    classify = commands.add_parser(
+        "classify",
+        help="classify a text column of a Parquet file, folder or glob into a Parquet dataset",
+        description="Stream INPUT in parts, classify, write OUTPUT; rerun the same command to resume.",
+    )
+    classify.add_argument("input", metavar="INPUT", help="a Parquet file, a folder of them, or a glob")
+    classify.add_argument("output", metavar="OUTPUT", type=Path, help="the output folder")
+    classify.add_argument("--column", default="text", help="the text column (default: %(default)s)")
+    classify.add_argument("--model", help="model name (default: TORCHSERVE_MODEL or demo)")
+    classify.add_argument("--model-version", help="model version (default: the model's default)")
+    classify.add_argument(
+        "--id-column", help="a unique id column kept in the output (default: row numbers in _row)"
+    )
+    classify.add_argument(
+        "--keep-columns", help="comma-separated input columns kept in the output (default: none)"
+    )
+    classify.add_argument(
+        "--rows-per-part",
+        type=int,
+        default=DEFAULT_ROWS_PER_PART,
+        help="rows read, classified and written at a time; bounds memory (default: %(default)s)",
+    )
+    classify.add_argument(
+        "--overwrite", action="store_true", help="replace an existing OUTPUT (default: resume it)"
+    )
+    _add_job_options(classify)
+    _add_client_options(classify)
+    classify.set_defaults(func=_classify)
+
+    retry = commands.add_parser("retry-failed", help="send the failed rows of a finished OUTPUT again")
+    retry.add_argument("output", metavar="OUTPUT", type=Path, help="the output folder of a classify job")
+    _add_job_options(retry)
+    _add_client_options(retry)
+    retry.set_defaults(func=_retry_failed)
+
+    for name, func, text in (
+        ("health", _health, "check GET /ping (exit 1 when unhealthy)"),
+        ("models", _models, "list the registered models"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("--json", action="store_true", help="print JSON (default: text)")
+        _add_client_options(sub)
+        sub.set_defaults(func=func)
+    info = commands.add_parser("model-info", help="show a model's batching, workers, queue and description")
+    info.add_argument("name", help="model name")
+    info.add_argument("--model-version", help="model version (default: the model's default)")
+    info.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    _add_client_options(info)
+    info.set_defaults(func=_model_info)
+
     demo = commands.add_parser(
         "demo", help="start TorchServe, classify the sample test split, print accuracy, stop it"
     )
@@ -179,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except TorchServeError as exc:
+    except (TorchServeError, ConfigError) as exc:
         print(f"tsbatch: error: {exc}", file=sys.stderr)
         return 2
 

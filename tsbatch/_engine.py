@@ -43,6 +43,10 @@ _REPLY_BYTES_PER_CLASS = 32
 _UNKNOWN_CLASS_COUNT = 100
 
 
+class Stopped(Exception):
+    """The run was asked to stop before every text was sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class RowOutcome:
     """What happened to one input position."""
@@ -317,7 +321,9 @@ class _Run:
             record.status = "ok" if statuses == {"ok"} else ("error" if statuses == {"error"} else "partial")
             record.retries = max(0, record.attempts - self._requests[batch_id])
 
-    async def run(self, concurrency: int, mode: Literal["rows", "list"]) -> None:
+    async def run(
+        self, concurrency: int, mode: Literal["rows", "list"], stop: asyncio.Event | None = None
+    ) -> None:
         step: Callable[..., Awaitable[None]]
         if mode == "rows":
             work: Iterator[Any] = ((b, i) for b, batch in enumerate(self.batches) for i in batch)
@@ -329,6 +335,8 @@ class _Run:
         async def worker() -> None:
             for item in work:
                 await step(*item)
+                if stop is not None and stop.is_set():
+                    return
 
         async with asyncio.TaskGroup() as group:
             for _ in range(min(concurrency, max(1, len(self.prepared.texts)))):
@@ -408,8 +416,13 @@ async def classify_values(
     values: Sequence[Any],
     options: ClassifyOptions,
     progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
 ) -> EngineResult:
-    """Classify ``values`` (any objects; see the module docstring for what happens to each)."""
+    """Classify ``values`` (any objects; see the module docstring for what happens to each).
+
+    Setting ``stop`` makes the workers finish their current request and take
+    no more; the run then raises :class:`Stopped` instead of returning.
+    """
     progress = progress or Progress()
     info = await model_info_or_none(client, options.model, options.version) if len(values) else None
     engine = options.engine
@@ -428,7 +441,9 @@ async def classify_values(
         )
     decided = len(prepared.fixed) + sum(len(prepared.positions[i]) for i in too_large)
     progress.advance(decided, decided - sum(o.status == "skipped" for o in prepared.fixed.values()))
-    await run.run(concurrency, mode)
+    await run.run(concurrency, mode, stop)
+    if stop is not None and stop.is_set() and any(r is None for r in run.results):
+        raise Stopped(f"stopped with {sum(r is None for r in run.results)} texts not sent")
 
     rows: list[RowOutcome | None] = [None] * len(values)
     for position, outcome in prepared.fixed.items():

@@ -38,10 +38,10 @@ _REPORT_KEY = "tsbatch"
 
 @dataclass(frozen=True)
 class RunReport:
-    """How a result frame was made; kept in ``result.attrs["tsbatch"]``.
+    """How a result frame was made.
 
-    Immutable, so the deep copies pandas makes of ``attrs`` on every
-    operation can share it.
+    ``result.attrs["tsbatch"]`` holds it as plain JSON-able data, so pandas can
+    copy, compare and write it to Parquet metadata; :func:`run_report` reads it.
     """
 
     model: str
@@ -50,8 +50,13 @@ class RunReport:
     concurrency: int
     batches: tuple[BatchMetrics, ...]
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> RunReport:
-        return self
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        batches = tuple(BatchMetrics(**b) for b in data["batches"])
+        return cls(data["model"], data["version"], data["mode"], data["concurrency"], batches)
 
 
 @dataclass(frozen=True)
@@ -117,13 +122,13 @@ def result_frame(
     out = pd.concat([frame, added], axis=1)
     out.attrs = {
         **frame.attrs,
-        _REPORT_KEY: RunReport(
-            result.model,
-            result.version,
-            result.mode,
-            result.concurrency,
-            tuple(BatchMetrics(**dataclasses.asdict(record)) for record in result.batches),
-        ),
+        _REPORT_KEY: {
+            "model": result.model,
+            "version": result.version,
+            "mode": result.mode,
+            "concurrency": result.concurrency,
+            "batches": [dataclasses.asdict(record) for record in result.batches],
+        },
     }
     return out
 
@@ -131,11 +136,12 @@ def result_frame(
 def run_report(result: pd.DataFrame | pd.Series) -> RunReport:
     """The :class:`RunReport` of a frame returned by ``classify``."""
     report = result.attrs.get(_REPORT_KEY)
-    if not isinstance(report, RunReport):
+    try:
+        return RunReport.from_dict(report)
+    except (TypeError, KeyError):
         raise InputValidationError(
             "this frame carries no tsbatch run report: pass the frame classify returned"
-        )
-    return report
+        ) from None
 
 
 def batch_metrics(result: pd.DataFrame) -> pd.DataFrame:

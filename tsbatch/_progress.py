@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
-from tsbatch._client import TorchServeClient
 from tsbatch._engine import Progress
 
 PROGRESS_VARIABLE = "TSBATCH_PROGRESS"
@@ -26,7 +25,9 @@ def progress_enabled(requested: bool | None) -> bool:
 
 
 @contextmanager
-def progress_bar(client: TorchServeClient, enabled: bool, description: str) -> Iterator[Progress]:
+def progress_bar(
+    enabled: bool, description: str, breaker_state: Callable[[], str] | None = None
+) -> Iterator[Progress]:
     """A :class:`Progress` that drives a tqdm bar while the block runs."""
     progress = Progress()
     if not enabled:
@@ -37,9 +38,10 @@ def progress_bar(client: TorchServeClient, enabled: bool, description: str) -> I
     def update(state: Progress, rows: int) -> None:
         if bar.total != state.total:
             bar.total = state.total
-        bar.set_postfix(
-            errors=state.errors, retries=state.retries, breaker=client.breaker_state, refresh=False
-        )
+        postfix: dict[str, object] = {"errors": state.errors, "retries": state.retries}
+        if breaker_state is not None:
+            postfix["breaker"] = breaker_state()
+        bar.set_postfix(postfix, refresh=False)
         bar.update(rows)
 
     progress.on_update = update

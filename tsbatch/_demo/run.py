@@ -1,63 +1,48 @@
-"""Classify the sample data's test split through a served model and score it."""
+"""The demo: the Parquet job over the bundled data, scored against its labels."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
+from tsbatch._config import Auth, ClientConfig
 from tsbatch._demo.train import Evaluation, evaluate
-from tsbatch._errors import TorchServeError
+from tsbatch._job import Job, JobSettings, JobSummary
 from tsbatch._serve.local import LocalServer
-
-DEFAULT_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Predictions for the test split and how well they match the labels."""
+    """The job's summary, the scores on the test split and on every row, and a few examples."""
 
-    texts: list[str]
-    labels: list[str]
-    predictions: list[str]
-    evaluation: Evaluation
-    seconds: float
-
-
-async def _classify(server: LocalServer, texts: list[str], concurrency: int) -> list[str]:
-    token = server.inference_token()
-    headers = {"Content-Type": "text/plain; charset=utf-8"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    url = f"{server.inference_url}/predictions/{server.model_name}"
-    limit = asyncio.Semaphore(concurrency)
-
-    async def one(session: aiohttp.ClientSession, text: str) -> str:
-        async with limit, session.post(url, data=text.encode("utf-8"), headers=headers) as reply:
-            body = await reply.read()
-            if reply.status != 200:
-                raise TorchServeError(f"{url} answered {reply.status} {reply.reason}")
-            return str(json.loads(body)["label"])
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        return list(await asyncio.gather(*(one(session, t) for t in texts)))
+    summary: JobSummary
+    test: Evaluation
+    everything: Evaluation
+    examples: list[tuple[str, str, str]]  # (predicted, label, id)
 
 
-def classify_test_split(
-    server: LocalServer, data: Path, concurrency: int = DEFAULT_CONCURRENCY
-) -> DemoResult:
-    """Send every test-split text of ``data`` to ``server`` and score the answers."""
-    table = pq.read_table(data, columns=["text", "label", "split"]).to_pydict()
-    rows = [i for i, split in enumerate(table["split"]) if split == "test"]
-    texts = [table["text"][i] for i in rows]
-    labels = [table["label"][i] for i in rows]
-    started = time.perf_counter()
-    predictions = asyncio.run(_classify(server, texts, concurrency))
-    seconds = time.perf_counter() - started
-    return DemoResult(texts, labels, predictions, evaluate(labels, predictions), seconds)
+def run_demo_job(server: LocalServer, data: Path, output: Path) -> DemoResult:
+    """Classify ``data`` into ``output`` through ``server`` and score the predictions."""
+    config = ClientConfig(
+        url=server.inference_url,
+        management_url=server.management_url,
+        model=server.model_name,
+        auth=Auth(key_file=server.key_file),
+    )
+    settings = JobSettings(
+        input=str(data), output=output, id_column="id", keep_columns=("label", "split"), overwrite=True
+    )
+    summary = asyncio.run(Job(settings, config, say=lambda _: None).run())
+    table = ds.dataset(output, format="parquet").to_table(columns=["id", "label", "split", "pred_label"])
+    rows = table.to_pylist()
+    ok = [r for r in rows if r["pred_label"] is not None]
+    test = [r for r in ok if r["split"] == "test"]
+    return DemoResult(
+        summary=summary,
+        test=evaluate([r["label"] for r in test], [r["pred_label"] for r in test]),
+        everything=evaluate([r["label"] for r in ok], [r["pred_label"] for r in ok]),
+        examples=[(r["pred_label"], r["label"], r["id"]) for r in test[:5]],
+    )
