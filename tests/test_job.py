@@ -335,3 +335,33 @@ def test_a_job_refuses_to_start_without_input(tmp_path: Path) -> None:
     settings = JobSettings(input=str(tmp_path / "none-*.parquet"), output=tmp_path / "out")
     with pytest.raises(JobInputError, match="matches no files"):
         Job(settings, ClientConfig()).prepare()
+
+
+def test_metrics_are_served_while_the_job_runs(
+    torchserve: local.LocalServer, three_files: Path, test_split: pd.DataFrame
+) -> None:
+    output = three_files.parent / "out"
+    (port,) = free_ports(1)
+    command = cli(
+        "classify",
+        str(three_files),
+        str(output),
+        "--id-column=id",
+        "--rows-per-part=50",
+        "--mode=rows",
+        "--concurrency=2",
+        f"--metrics-port={port}",
+        env={},
+    )
+    process = subprocess.Popen(
+        command, env=server_env(torchserve), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for(lambda: parts_done(output) >= 1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    assert 'torchserve_requests_total{method="predict",status="200"}' in text
+    assert 'tsbatch_job_rows_total{status="ok"}' in text

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tsbatch._demo.archive import DEFAULT_DATA
-from tsbatch._demo.train import TrainingResult, evaluate, train
+from tsbatch._demo.scoring import evaluate
+from tsbatch._demo.train import TrainingResult, train
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

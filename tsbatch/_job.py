@@ -267,15 +267,19 @@ def _part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def _batches(dataset: ds.Dataset, settings: JobSettings) -> Iterator[pa.RecordBatch]:
-    columns = list(
-        dict.fromkeys(
-            [*([settings.id_column] if settings.id_column else []), *settings.keep_columns, settings.column]
-        )
-    )
-    for batch in dataset.to_batches(columns=columns, batch_size=settings.rows_per_part):
-        if batch.num_rows:
-            yield batch
+def _batches(files: list[Path], settings: JobSettings) -> Iterator[pa.RecordBatch]:
+    """The input in record batches of at most ``rows_per_part`` rows, file by file.
+
+    Reading one row group at a time keeps memory bounded by the row group and
+    the part size, whatever the number and size of the files.
+    """
+    wanted = [*([settings.id_column] if settings.id_column else []), *settings.keep_columns, settings.column]
+    columns = list(dict.fromkeys(wanted))
+    for path in files:
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=settings.rows_per_part, columns=columns):
+                if batch.num_rows:
+                    yield batch
 
 
 class Job:
@@ -299,7 +303,7 @@ class Job:
         self.received_signal: int | None = None
         self._done_before = 0
 
-    def prepare(self) -> tuple[ds.Dataset, Manifest]:
+    def prepare(self) -> tuple[list[Path], Manifest]:
         """Validate everything that can be checked without the server; writes nothing."""
         settings = self.settings
         files = input_files(settings.input)
@@ -321,12 +325,12 @@ class Job:
             settings={**settings.identity(), "url": self.config.url},
             total_rows=dataset.count_rows(),
         )
-        return dataset, manifest
+        return files, manifest
 
     async def run(self) -> JobSummary:
         """Classify every part not yet written, then write the side files."""
         settings = self.settings
-        dataset, manifest = self.prepare()
+        files, manifest = self.prepare()
         started = time.monotonic()
         async with TorchServeClient(config=self.config, registry=self.metrics.registry) as client:
             health = await client.health()
@@ -347,7 +351,7 @@ class Job:
             options = self._options()
             model, version = settings.model, settings.version
             offset = 0
-            for index, batch in enumerate(_batches(dataset, settings)):
+            for index, batch in enumerate(_batches(files, settings)):
                 name = _part_name(index)
                 if name in manifest.parts:
                     offset += batch.num_rows
@@ -493,7 +497,7 @@ def settings_from_output(output: Path, **overrides: Any) -> JobSettings:
 async def retry_failed(job: Job) -> JobSummary:
     """Send the failed rows of a finished OUTPUT again and merge the successes in place."""
     settings = job.settings
-    dataset, manifest = job.prepare()
+    files, manifest = job.prepare()
     if sum(p["rows"] for p in manifest.parts.values()) != manifest.total_rows:
         raise JobInputError(
             f"the job writing {settings.output} has not finished: run classify again to resume it"
@@ -504,7 +508,7 @@ async def retry_failed(job: Job) -> JobSummary:
         options = job._options()
         job.progress.total = sum(p["error"] for p in manifest.parts.values())
         job._done_before = job.progress.done
-        for index, batch in enumerate(_batches(dataset, settings)):
+        for index, batch in enumerate(_batches(files, settings)):
             name = _part_name(index)
             if not manifest.parts[name]["error"]:
                 continue

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tsbatch._demo import handler
-from tsbatch._demo.train import TrainingResult, train
 from tsbatch._errors import LocalServerError
+
+if TYPE_CHECKING:
+    from tsbatch._demo.train import TrainingResult
 
 DEMO_MODEL_NAME = "demo"
 DEMO_MODEL_VERSION = "1.0"
@@ -25,6 +27,8 @@ def build_demo_archive(model_store: Path, data: Path = DEFAULT_DATA) -> tuple[Pa
     scores).  The checkpoint's scores are kept next to the archive as
     ``demo.json``.
     """
+    from tsbatch._demo.train import train  # torch is only needed to build the archive
+
     if not data.is_file():
         raise LocalServerError(
             f"training data {data} not found: run from a tsbatch checkout or pass --data PATH"
@@ -43,7 +47,7 @@ def build_demo_archive(model_store: Path, data: Path = DEFAULT_DATA) -> tuple[Pa
             f"--model-name={DEMO_MODEL_NAME}",
             f"--version={DEMO_MODEL_VERSION}",
             f"--serialized-file={result.checkpoint}",
-            f"--handler={handler.__file__}",
+            f"--handler={Path(__file__).with_name('handler.py')}",
             f"--export-path={model_store}",
             "--force",
         ]

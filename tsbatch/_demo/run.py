@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 
 from tsbatch._config import Auth, ClientConfig
-from tsbatch._demo.train import Evaluation, evaluate
+from tsbatch._demo.scoring import Evaluation, evaluate
 from tsbatch._job import Job, JobSettings, JobSummary
 from tsbatch._serve.local import LocalServer
 

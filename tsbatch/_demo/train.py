@@ -18,35 +18,12 @@ import torch
 from torch import nn
 
 from tsbatch._demo.handler import EMBEDDING_DIM, NUM_BUCKETS, TextClassifier, pack
+from tsbatch._demo.scoring import Evaluation, evaluate
 
 SEED = 20_240_601
 EPOCHS = 4
 BATCH_SIZE = 64
 LEARNING_RATE = 0.1
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Accuracy and macro-averaged F1 of predictions against labels."""
-
-    rows: int
-    accuracy: float
-    macro_f1: float
-
-
-def evaluate(labels: list[str], predictions: list[str]) -> Evaluation:
-    """Score ``predictions`` against ``labels`` (equal lengths)."""
-    if len(labels) != len(predictions):
-        raise ValueError(f"{len(labels)} labels but {len(predictions)} predictions")
-    correct = sum(a == b for a, b in zip(labels, predictions, strict=True))
-    f1s = []
-    for cls in sorted(set(labels) | set(predictions)):
-        tp = sum(a == cls and b == cls for a, b in zip(labels, predictions, strict=True))
-        fp = sum(a != cls and b == cls for a, b in zip(labels, predictions, strict=True))
-        fn = sum(a == cls and b != cls for a, b in zip(labels, predictions, strict=True))
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    n = len(labels)
-    return Evaluation(n, correct / n if n else 0.0, sum(f1s) / len(f1s) if f1s else 0.0)
 
 
 @dataclass(frozen=True)
