@@ -40,6 +40,7 @@ EXPECTED = [
     "classifier",
     "failures",
     "run_report",
+    "serve",
 ]
 
 

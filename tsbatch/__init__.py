@@ -68,14 +68,19 @@ __all__ = [
     "classifier",
     "failures",
     "run_report",
+    "serve",
 ]
 
 _classifier: Classifier | None = None
 
 
 def __getattr__(name: str) -> _Any:
-    """``tsbatch.classifier``: a :class:`Classifier` built from the environment on first use."""
+    """``tsbatch.classifier``, built from the environment on first use, and ``tsbatch.serve``."""
     global _classifier
+    if name == "serve":  # imported on demand: it needs the serve extra
+        import importlib
+
+        return importlib.import_module("tsbatch.serve")
     if name == "classifier":
         if _classifier is None:
             _classifier = Classifier()

@@ -42,15 +42,9 @@ class FrameOptions:
             raise ConfigError("prefix must not be empty")
 
     def classify_options(self) -> ClassifyOptions:
-        engine = EngineConfig.from_env()
-        if self.batch_size is not None:
-            engine = dataclasses.replace(
-                engine, limits=dataclasses.replace(engine.limits, max_rows=self.batch_size)
-            )
-        if self.concurrency is not None:
-            engine = dataclasses.replace(engine, concurrency=self.concurrency)
-        if self.max_text_length is not None:
-            engine = dataclasses.replace(engine, max_text_length=self.max_text_length)
+        engine = EngineConfig.from_env().with_options(
+            batch_size=self.batch_size, concurrency=self.concurrency, max_text_length=self.max_text_length
+        )
         return ClassifyOptions(
             model=self.model,
             version=self.version,

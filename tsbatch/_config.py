@@ -245,6 +245,22 @@ class EngineConfig:
         if self.max_text_length is not None:
             _check("EngineConfig.max_text_length", self.max_text_length, minimum=1, integer=True)
 
+    def with_options(
+        self,
+        *,
+        batch_size: int | None = None,
+        concurrency: int | None = None,
+        max_text_length: int | None = None,
+    ) -> EngineConfig:
+        """A copy with the options that are not ``None`` applied."""
+        limits = self.limits if batch_size is None else dataclasses.replace(self.limits, max_rows=batch_size)
+        return dataclasses.replace(
+            self,
+            limits=limits,
+            concurrency=self.concurrency if concurrency is None else concurrency,
+            max_text_length=self.max_text_length if max_text_length is None else max_text_length,
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> EngineConfig:
         """Read ``MAX_BATCH_SIZE``, ``MAX_BATCH_BYTES``, ``MAX_CONCURRENCY``, ``MAX_TEXT_LENGTH``."""

@@ -392,15 +392,9 @@ class Job:
         return self.finish(manifest, time.monotonic() - started, model, version)
 
     def _options(self) -> ClassifyOptions:
-        engine = EngineConfig.from_env()
-        if self.settings.batch_size is not None:
-            from dataclasses import replace
-
-            engine = replace(engine, limits=replace(engine.limits, max_rows=self.settings.batch_size))
-        if self.settings.concurrency is not None:
-            from dataclasses import replace
-
-            engine = replace(engine, concurrency=self.settings.concurrency)
+        engine = EngineConfig.from_env().with_options(
+            batch_size=self.settings.batch_size, concurrency=self.settings.concurrency
+        )
         return ClassifyOptions(
             model=self.settings.model, version=self.settings.version, mode=self.settings.mode, engine=engine
         )
