@@ -72,3 +72,25 @@ def test_a_busy_port_is_a_one_line_error_with_exit_2(
         f"tsbatch: error: inference port {busy} on 127.0.0.1 is in use: "
         "stop what holds it or pass --inference-port"
     )
+
+
+def test_classify_help_explains_the_job_options_with_their_defaults() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tsbatch._cli", "classify", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    help_text = " ".join(done.stdout.split())
+    for option, default in [
+        ("--column", "text"),
+        ("--rows-per-part", "10000"),
+        ("--mode", "auto"),
+        ("--metrics-address", "127.0.0.1"),
+        ("--job-name", "tsbatch"),
+        ("--stop-timeout", "30.0"),
+    ]:
+        assert option in help_text
+        assert f"(default: {default})" in help_text
+    for option in ("--id-column", "--keep-columns", "--pushgateway", "--overwrite", "--key-file", "--url"):
+        assert option in help_text

@@ -461,16 +461,34 @@ def test_cronjob_pushes_to_a_pushgateway_and_serves_metrics() -> None:
     assert _option(args, "--metrics-port") is not None
 
 
+def _metrics_container_port(doc: Manifest) -> int:
+    """The container port named ``metrics`` of the job's classify container."""
+    ports = [p for p in _classify_container(doc).get("ports", []) if p["name"] == "metrics"]
+    assert len(ports) == 1, "the tsbatch container declares no single port named metrics"
+    assert ports[0].get("protocol", "TCP") == "TCP"
+    port: int = ports[0]["containerPort"]
+    return port
+
+
 @pytest.mark.parametrize("doc", BATCH_WORKLOADS, ids=_workload_id)
-def test_metrics_sidecar_forwards_the_scraped_port_to_the_jobs_metrics_port(doc: Manifest) -> None:
+def test_batch_jobs_serve_metrics_on_all_addresses(doc: Manifest) -> None:
+    # The default, 127.0.0.1, is not reachable from Prometheus outside the pod.
+    assert _option(_classify_container(doc)["args"], "--metrics-address") == "0.0.0.0"
+
+
+@pytest.mark.parametrize("doc", BATCH_WORKLOADS, ids=_workload_id)
+def test_batch_jobs_metrics_port_is_the_declared_metrics_container_port(doc: Manifest) -> None:
     template = _pod_template(doc)
-    forwarder = _container(template["spec"], "metrics-forwarder")
-    env = _env(forwarder)
-    assert env["TARGET_PORT"] == _option(_classify_container(doc)["args"], "--metrics-port")
-    exposed = {p["name"]: p["containerPort"] for p in forwarder["ports"]}
-    assert str(exposed["metrics"]) == env["LISTEN_PORT"]
-    assert template["metadata"]["annotations"]["prometheus.io/port"] == env["LISTEN_PORT"]
-    assert forwarder["restartPolicy"] == "Always"  # a sidecar: it ends with the job
+    metrics_port = _metrics_container_port(doc)
+    assert _option(_classify_container(doc)["args"], "--metrics-port") == str(metrics_port)
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(metrics_port)
+    # No other container of the pod claims the port (the job serves it itself).
+    others = [c for c in _containers(template["spec"]) if c["name"] != "tsbatch"]
+    assert all(
+        p["containerPort"] != metrics_port and p.get("name") != "metrics"
+        for c in others
+        for p in c.get("ports", [])
+    )
 
 
 # -- NetworkPolicy ------------------------------------------------------------------------
@@ -512,12 +530,21 @@ def test_prometheus_reaches_only_torchserve_metrics_port() -> None:
     assert _ports_for(_network_policy_for("torchserve"), "prometheus") == {TORCHSERVE_PORTS["metrics"]}
 
 
-def test_only_prometheus_reaches_the_job_metrics_port() -> None:
+def test_tsbatch_network_policy_selects_the_job_pods() -> None:
+    selector = _network_policy_for("tsbatch")["spec"]["podSelector"]["matchLabels"]
+    for doc in BATCH_WORKLOADS:
+        assert selector.items() <= _pod_template(doc)["metadata"]["labels"].items(), _workload_id(doc)
+
+
+@pytest.mark.parametrize("doc", BATCH_WORKLOADS, ids=_workload_id)
+def test_only_prometheus_reaches_the_job_metrics_port(doc: Manifest) -> None:
     policy = _network_policy_for("tsbatch")
-    forwarder = _container(_pod_template(_one("CronJob"))["spec"], "metrics-forwarder")
-    metrics_port = next(p["containerPort"] for p in forwarder["ports"] if p["name"] == "metrics")
+    metrics_port = _metrics_container_port(doc)
+    assert _option(_classify_container(doc)["args"], "--metrics-port") == str(metrics_port)
     assert _ports_for(policy, "prometheus") == {metrics_port}
     assert _ports_for(policy, "tsbatch") == set()
+    protocols = {port.get("protocol", "TCP") for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+    assert protocols == {"TCP"}
 
 
 # -- TorchServe configuration ------------------------------------------------------------

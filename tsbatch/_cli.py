@@ -250,7 +250,9 @@ def _job_exit(job: Job, work: Callable[[], Awaitable[JobSummary]], args: argpars
 
     server = None
     if args.metrics_port:
-        server, _ = start_http_server(args.metrics_port, addr="127.0.0.1", registry=job.metrics.registry)
+        server, _ = start_http_server(
+            args.metrics_port, addr=args.metrics_address, registry=job.metrics.registry
+        )
     try:
         with progress_bar(progress_enabled(False if args.no_progress else None), "classify") as progress:
             job.progress = progress
@@ -272,7 +274,14 @@ def _job_exit(job: Job, work: Callable[[], Awaitable[JobSummary]], args: argpars
 
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT while the job runs (default: off)"
+        "--metrics-port",
+        type=int,
+        help="serve /metrics on METRICS_ADDRESS:PORT while the job runs (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        help="address /metrics listens on; 0.0.0.0 lets Prometheus reach it in a pod (default: %(default)s)",
     )
     parser.add_argument(
         "--pushgateway", metavar="URL", help="push the job's final metrics to this Pushgateway (default: off)"
