@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_ports, serve_settings
+from tests.job_helpers import parts_done, port_open, server_env, wait_for
 from tsbatch import Auth, ClientConfig
 from tsbatch._cli import main
 from tsbatch._demo.archive import DEFAULT_DATA
@@ -46,18 +44,6 @@ def three_files(test_split: pd.DataFrame, tmp_path: Path) -> Path:
     return folder
 
 
-def server_env(server: local.LocalServer) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "TORCHSERVE_URL": server.inference_url,
-        "TORCHSERVE_MANAGEMENT_URL": server.management_url,
-        "TSBATCH_PROGRESS": "0",
-    }
-    if server.key_file is not None:
-        env["TORCHSERVE_KEY_FILE"] = str(server.key_file)
-    return env
-
-
 def config_for(server: local.LocalServer) -> ClientConfig:
     return ClientConfig(
         url=server.inference_url, management_url=server.management_url, auth=Auth(key_file=server.key_file)
@@ -68,7 +54,7 @@ def output_ids(output: Path) -> list[str]:
     return ds.dataset(output, format="parquet").to_table(columns=["id"]).column("id").to_pylist()
 
 
-def cli(*args: str, env: dict[str, str]) -> list[str]:
+def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "tsbatch._cli", *args]
 
 
@@ -82,7 +68,7 @@ def test_a_multi_file_dataset_round_trips(
     settings = JobSettings(
         input=str(three_files), output=output, id_column="id", keep_columns=("label",), rows_per_part=400
     )
-    summary = asyncio.run(Job(settings, config_for(torchserve), say=lambda _: None).run())
+    summary = asyncio.run(Job(settings, config_for(torchserve)).run())
     assert (summary.rows, summary.ok, summary.failed) == (len(test_split), len(test_split), 0)
     table = ds.dataset(output, format="parquet").to_table().to_pandas()
     assert sorted(table["id"]) == sorted(test_split["id"])
@@ -114,7 +100,6 @@ def test_sigkill_at_random_points_then_resume_gives_every_id_once(
         "--rows-per-part=100",
         "--mode=rows",
         "--concurrency=4",
-        env={},
     )
     env = server_env(torchserve)
     rng = random.Random(20261130)
@@ -138,26 +123,6 @@ def test_sigkill_at_random_points_then_resume_gives_every_id_once(
     assert not list(output.glob(".*.tmp"))
 
 
-def wait_for(condition, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def parts_done(output: Path) -> int:
-    try:
-        return len(json.loads((output / "_manifest.json").read_text())["parts"])
-    except (OSError, ValueError):
-        return 0
-
-
 def test_sigterm_stops_with_a_nonzero_exit_and_the_job_resumes(
     torchserve: local.LocalServer, three_files: Path, test_split: pd.DataFrame
 ) -> None:
@@ -170,7 +135,6 @@ def test_sigterm_stops_with_a_nonzero_exit_and_the_job_resumes(
         "--rows-per-part=50",
         "--mode=rows",
         "--concurrency=2",
-        env={},
     )
     env = server_env(torchserve)
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -203,7 +167,6 @@ def test_retry_failed_recovers_rows_failed_by_a_server_stopped_mid_job(
         "--rows-per-part=100",
         "--mode=rows",
         "--concurrency=2",
-        env={},
     )
     try:
         process = subprocess.Popen(
@@ -351,7 +314,6 @@ def test_metrics_are_served_while_the_job_runs(
         "--mode=rows",
         "--concurrency=2",
         f"--metrics-port={port}",
-        env={},
     )
     process = subprocess.Popen(
         command, env=server_env(torchserve), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

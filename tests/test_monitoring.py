@@ -19,7 +19,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import free_ports
-from tests.test_job import parts_done, port_open, server_env, wait_for
+from tests.job_helpers import parts_done, port_open, server_env, wait_for
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._job import JobMetrics
 from tsbatch._metrics import client_metrics

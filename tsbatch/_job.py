@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,6 +263,17 @@ class JobMetrics:
 # -- the job --------------------------------------------------------------------------
 
 
+def _status_counts(part: pd.DataFrame) -> dict[str, int]:
+    counts = part["ts_status"].value_counts().to_dict()
+    return {status: int(counts.get(status, 0)) for status in ("ok", "error", "skipped")}
+
+
+def _write_batch_metrics(path: Path, result: pd.DataFrame, index: int) -> None:
+    batches = batch_metrics(result)
+    batches.insert(0, "part", index)
+    _write_table_atomically(path, pa.Table.from_pandas(batches, preserve_index=False))
+
+
 def _part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
@@ -292,19 +303,26 @@ class Job:
         *,
         metrics: JobMetrics | None = None,
         progress: Progress | None = None,
-        say: Callable[[str], None] = print,
     ) -> None:
         self.settings = settings
         self.config = config
         self.metrics = metrics or JobMetrics.create()
         self.progress = progress or Progress()
-        self.say = say
         self.stop = asyncio.Event()
         self.received_signal: int | None = None
         self._done_before = 0
+        self._prepared: tuple[list[Path], Manifest] | None = None
 
     def prepare(self) -> tuple[list[Path], Manifest]:
-        """Validate everything that can be checked without the server; writes nothing."""
+        """Validate everything that can be checked without the server; writes nothing.
+
+        The result is kept, so checking early and then running reads the input once.
+        """
+        if self._prepared is None:
+            self._prepared = self._check_and_load()
+        return self._prepared
+
+    def _check_and_load(self) -> tuple[list[Path], Manifest]:
         settings = self.settings
         files = input_files(settings.input)
         dataset = ds.dataset(files, format="parquet")
@@ -377,14 +395,7 @@ class Job:
                     kept.insert(0, ROW_ID, range(offset, offset + len(frame)))
                 out = result_frame(kept, result, prefix="pred_", include_scores=False)
                 self._write_part(index, out, model, version)
-                counts = out["ts_status"].value_counts().to_dict()
-                manifest.parts[name] = {
-                    "rows": len(out),
-                    "offset": offset,
-                    "ok": int(counts.get("ok", 0)),
-                    "error": int(counts.get("error", 0)),
-                    "skipped": int(counts.get("skipped", 0)),
-                }
+                manifest.parts[name] = {"rows": len(out), "offset": offset, **_status_counts(out)}
                 manifest.save(settings.output)
                 for status in ("ok", "error", "skipped"):
                     self.metrics.rows.labels(status).inc(manifest.parts[name][status])
@@ -420,12 +431,7 @@ class Job:
         table = table.replace_schema_metadata(
             {**(table.schema.metadata or {}), b"tsbatch": json.dumps(metadata).encode()}
         )
-        batches = batch_metrics(out)
-        batches.insert(0, "part", index)
-        _write_table_atomically(
-            self.settings.output / "_work" / f"batches-{index:05d}.parquet",
-            pa.Table.from_pandas(batches, preserve_index=False),
-        )
+        _write_batch_metrics(self.settings.output / "_work" / f"batches-{index:05d}.parquet", out, index)
         _write_table_atomically(self.settings.output / _part_name(index), table)
 
     def finish(
@@ -522,15 +528,10 @@ async def retry_failed(job: Job) -> JobSummary:
             retried = pa.Table.from_pandas(part, preserve_index=False).replace_schema_metadata(
                 table.schema.metadata
             )
-            round_ = len(list((settings.output / "_work").glob(f"batches-{index:05d}-retry*.parquet"))) + 1
-            batches = batch_metrics(redone)
-            batches.insert(0, "part", index)
-            _write_table_atomically(
-                settings.output / "_work" / f"batches-{index:05d}-retry{round_}.parquet",
-                pa.Table.from_pandas(batches, preserve_index=False),
-            )
+            work = settings.output / "_work"
+            round_ = len(list(work.glob(f"batches-{index:05d}-retry*.parquet"))) + 1
+            _write_batch_metrics(work / f"batches-{index:05d}-retry{round_}.parquet", redone, index)
             _write_table_atomically(path, retried)
-            counts = part["ts_status"].value_counts().to_dict()
-            manifest.parts[name].update({s: int(counts.get(s, 0)) for s in ("ok", "error", "skipped")})
+            manifest.parts[name].update(_status_counts(part))
             manifest.save(settings.output)
     return job.finish(manifest, time.monotonic() - started, model, version)

@@ -35,7 +35,7 @@ def run_demo_job(server: LocalServer, data: Path, output: Path) -> DemoResult:
     settings = JobSettings(
         input=str(data), output=output, id_column="id", keep_columns=("label", "split"), overwrite=True
     )
-    summary = asyncio.run(Job(settings, config, say=lambda _: None).run())
+    summary = asyncio.run(Job(settings, config).run())
     table = ds.dataset(output, format="parquet").to_table(columns=["id", "label", "split", "pred_label"])
     rows = table.to_pylist()
     ok = [r for r in rows if r["pred_label"] is not None]

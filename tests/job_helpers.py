@@ -1,0 +1,44 @@
+"""Helpers for tests that run jobs against a server: environment, waiting, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tsbatch._serve import local
+
+
+def server_env(server: local.LocalServer) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "TORCHSERVE_URL": server.inference_url,
+        "TORCHSERVE_MANAGEMENT_URL": server.management_url,
+        "TSBATCH_PROGRESS": "0",
+    }
+    if server.key_file is not None:
+        env["TORCHSERVE_KEY_FILE"] = str(server.key_file)
+    return env
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def parts_done(output: Path) -> int:
+    try:
+        return len(json.loads((output / "_manifest.json").read_text())["parts"])
+    except (OSError, ValueError):
+        return 0
