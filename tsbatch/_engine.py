@@ -9,6 +9,7 @@ worker tasks, so memory stays flat however long the column is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -322,7 +323,11 @@ class _Run:
             record.retries = max(0, record.attempts - self._requests[batch_id])
 
     async def run(
-        self, concurrency: int, mode: Literal["rows", "list"], stop: asyncio.Event | None = None
+        self,
+        concurrency: int,
+        mode: Literal["rows", "list"],
+        stop: asyncio.Event | None = None,
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
         step: Callable[..., Awaitable[None]]
         if mode == "rows":
@@ -332,9 +337,12 @@ class _Run:
             work = iter(enumerate(self.batches))
             step = self._one_list
 
+        held: contextlib.AbstractAsyncContextManager[Any] = gate or contextlib.nullcontext()
+
         async def worker() -> None:
             for item in work:
-                await step(*item)
+                async with held:
+                    await step(*item)
                 if stop is not None and stop.is_set():
                     return
 
@@ -417,11 +425,13 @@ async def classify_values(
     options: ClassifyOptions,
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
+    gate: asyncio.Semaphore | None = None,
 ) -> EngineResult:
     """Classify ``values`` (any objects; see the module docstring for what happens to each).
 
     Setting ``stop`` makes the workers finish their current request and take
-    no more; the run then raises :class:`Stopped` instead of returning.
+    no more; the run then raises :class:`Stopped` instead of returning.  A
+    ``gate`` shared by several runs caps their requests in flight together.
     """
     progress = progress or Progress()
     info = await model_info_or_none(client, options.model, options.version) if len(values) else None
@@ -441,7 +451,7 @@ async def classify_values(
         )
     decided = len(prepared.fixed) + sum(len(prepared.positions[i]) for i in too_large)
     progress.advance(decided, decided - sum(o.status == "skipped" for o in prepared.fixed.values()))
-    await run.run(concurrency, mode, stop)
+    await run.run(concurrency, mode, stop, gate)
     if stop is not None and stop.is_set() and any(r is None for r in run.results):
         raise Stopped(f"stopped with {sum(r is None for r in run.results)} texts not sent")
 
