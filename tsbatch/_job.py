@@ -24,10 +24,11 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -37,13 +38,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig, EngineConfig
-from tsbatch._engine import ClassifyOptions, Mode, Progress, classify_values
+from tsbatch._engine import ClassifyOptions, EngineResult, Mode, Progress, classify_values
 from tsbatch._errors import InputValidationError, TorchServeError
 from tsbatch._frame import BATCH_DTYPES, batch_metrics, result_frame
 
 DEFAULT_ROWS_PER_PART = 10_000
 DEFAULT_STOP_TIMEOUT = 30.0
+#: Worker processes of the local cluster a Dask job starts when given no scheduler.
+DEFAULT_DASK_WORKERS = 2
 ROW_ID = "_row"
+Engine = Literal["pandas", "dask"]
 MANIFEST = "_manifest.json"
 _FORMAT = 1
 
@@ -73,6 +77,7 @@ class JobSettings:
     rows_per_part: int = DEFAULT_ROWS_PER_PART
     overwrite: bool = False
     job_name: str = "tsbatch"
+    engine: Engine = "pandas"
 
     def identity(self) -> dict[str, Any]:
         """The settings that shape the output; a resume must use the same ones."""
@@ -83,6 +88,7 @@ class JobSettings:
             "model": self.model,
             "version": self.version,
             "rows_per_part": self.rows_per_part,
+            "engine": self.engine,
         }
 
 
@@ -130,8 +136,13 @@ class JobSummary:
     version: str | None
 
 
+def _temporary(path: Path) -> Path:
+    """A hidden name next to ``path``, unique to this writer (two attempts at one part may overlap)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = _temporary(path)
     with open(temporary, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -140,7 +151,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _write_table_atomically(path: Path, table: pa.Table) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = _temporary(path)
     pq.write_table(table, temporary, compression="zstd")
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
@@ -212,6 +223,12 @@ def _check_output(output: Path, manifest: Manifest | None, overwrite: bool) -> N
         )
 
 
+def remove_temporary_files(output: Path) -> None:
+    """Remove the temporary files of writers that did not finish (killed processes)."""
+    for stale in output.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def _clear_output(output: Path) -> None:
     """Remove what a job writes, and nothing else."""
     if not output.exists():
@@ -268,14 +285,55 @@ def _status_counts(part: pd.DataFrame) -> dict[str, int]:
     return {status: int(counts.get(status, 0)) for status in ("ok", "error", "skipped")}
 
 
-def _write_batch_metrics(path: Path, result: pd.DataFrame, index: int) -> None:
+def part_batch_metrics(result: pd.DataFrame, index: int) -> pd.DataFrame:
+    """The per-batch metrics of one part, with the part's number."""
     batches = batch_metrics(result)
     batches.insert(0, "part", index)
+    return batches
+
+
+def _write_batch_metrics(path: Path, batches: pd.DataFrame) -> None:
     _write_table_atomically(path, pa.Table.from_pandas(batches, preserve_index=False))
 
 
 def _part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
+
+
+def part_frame(frame: pd.DataFrame, result: EngineResult, settings: JobSettings, offset: int) -> pd.DataFrame:
+    """One part's output: the kept input columns, ``_row`` when there is no id column, predictions."""
+    kept = frame.drop(columns=[settings.column]) if settings.column not in settings.keep_columns else frame
+    if not settings.id_column:
+        kept.insert(0, ROW_ID, range(offset, offset + len(frame)))
+    return result_frame(kept, result, prefix="pred_", include_scores=False)
+
+
+def write_part(settings: JobSettings, index: int, out: pd.DataFrame, result: EngineResult) -> None:
+    """Write part ``index`` by rename, with the model, versions and settings in its metadata."""
+    from tsbatch import __version__
+
+    metadata = {
+        "model": result.model,
+        "model_version": result.version,
+        "tsbatch_version": __version__,
+        "settings": {
+            **settings.identity(),
+            "mode": settings.mode,
+            "batch_size": settings.batch_size,
+            "concurrency": settings.concurrency,
+        },
+    }
+    table = pa.Table.from_pandas(out, preserve_index=False)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"tsbatch": json.dumps(metadata).encode()}
+    )
+    _write_table_atomically(settings.output / _part_name(index), table)
+
+
+def input_columns(settings: JobSettings) -> list[str]:
+    """The input columns a job reads: id, kept columns, text; each once."""
+    wanted = [*([settings.id_column] if settings.id_column else []), *settings.keep_columns, settings.column]
+    return list(dict.fromkeys(wanted))
 
 
 def _batches(files: list[Path], settings: JobSettings) -> Iterator[pa.RecordBatch]:
@@ -284,13 +342,69 @@ def _batches(files: list[Path], settings: JobSettings) -> Iterator[pa.RecordBatc
     Reading one row group at a time keeps memory bounded by the row group and
     the part size, whatever the number and size of the files.
     """
-    wanted = [*([settings.id_column] if settings.id_column else []), *settings.keep_columns, settings.column]
-    columns = list(dict.fromkeys(wanted))
+    columns = input_columns(settings)
     for path in files:
         with pq.ParquetFile(path) as parquet:
             for batch in parquet.iter_batches(batch_size=settings.rows_per_part, columns=columns):
                 if batch.num_rows:
                     yield batch
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One part of a Dask job: whole row groups of one input file."""
+
+    index: int
+    path: str
+    row_groups: tuple[int, ...]
+    offset: int
+    rows: int
+
+
+def plan_pieces(files: list[Path], rows_per_part: int) -> list[Piece]:
+    """Consecutive row groups of each file, up to ``rows_per_part`` rows a piece.
+
+    Workers read whole row groups (Parquet cannot read part of one without
+    decoding all of it), so a row group larger than ``rows_per_part`` is a
+    piece alone.  The plan comes from the metadata: the same on every run.
+    """
+    pieces: list[Piece] = []
+    offset = 0
+
+    def close(path: Path, groups: list[int], rows: int) -> None:
+        nonlocal offset
+        if rows:
+            pieces.append(Piece(len(pieces), str(path), tuple(groups), offset, rows))
+            offset += rows
+
+    for path in files:
+        metadata = pq.read_metadata(path)
+        groups: list[int] = []
+        rows = 0
+        for group in range(metadata.num_row_groups):
+            size = metadata.row_group(group).num_rows
+            if groups and rows + size > rows_per_part:
+                close(path, groups, rows)
+                groups, rows = [], 0
+            groups.append(group)
+            rows += size
+        close(path, groups, rows)
+    return pieces
+
+
+def read_piece(piece: Piece, columns: list[str]) -> pa.Table:
+    """The input columns of one piece."""
+    with pq.ParquetFile(piece.path) as parquet:
+        return parquet.read_row_groups(list(piece.row_groups), columns=columns)
+
+
+def _parts(files: list[Path], settings: JobSettings) -> Iterator[tuple[int, pa.Table | pa.RecordBatch]]:
+    """The input of each part, numbered as the job's engine numbers its parts."""
+    if settings.engine == "dask":
+        for piece in plan_pieces(files, settings.rows_per_part):
+            yield piece.index, read_piece(piece, input_columns(settings))
+    else:
+        yield from enumerate(_batches(files, settings))
 
 
 class Job:
@@ -351,21 +465,7 @@ class Job:
         files, manifest = self.prepare()
         started = time.monotonic()
         async with TorchServeClient(config=self.config, registry=self.metrics.registry) as client:
-            health = await client.health()
-            if not health.healthy:
-                raise JobInputError(
-                    f"TorchServe at {self.config.url} is not reachable or not healthy "
-                    f"(tried GET {self.config.url}/ping: {health.error or health.status})"
-                )
-            if settings.overwrite:
-                _clear_output(settings.output)
-            (settings.output / "_work").mkdir(parents=True, exist_ok=True)
-            for stale in settings.output.glob(".*.tmp"):
-                stale.unlink()
-            manifest.save(settings.output)
-            self.progress.total = manifest.total_rows
-            self.progress.advance(sum(p["rows"] for p in manifest.parts.values()), 0)
-            self._done_before = self.progress.done
+            await self.open_output(client, manifest)
             options = self._options()
             model, version = settings.model, settings.version
             offset = 0
@@ -386,21 +486,39 @@ class Job:
                         raise JobStopped(self._stopped_message(manifest)) from exc
                     raise
                 model, version = result.model, result.version
-                kept = (
-                    frame.drop(columns=[settings.column])
-                    if settings.column not in settings.keep_columns
-                    else frame
-                )
-                if not settings.id_column:
-                    kept.insert(0, ROW_ID, range(offset, offset + len(frame)))
-                out = result_frame(kept, result, prefix="pred_", include_scores=False)
-                self._write_part(index, out, model, version)
-                manifest.parts[name] = {"rows": len(out), "offset": offset, **_status_counts(out)}
-                manifest.save(settings.output)
-                for status in ("ok", "error", "skipped"):
-                    self.metrics.rows.labels(status).inc(manifest.parts[name][status])
+                out = part_frame(frame, result, settings, offset)
+                write_part(settings, index, out, result)
+                self.record_part(manifest, index, offset, _status_counts(out), part_batch_metrics(out, index))
                 offset += batch.num_rows
         return self.finish(manifest, time.monotonic() - started, model, version)
+
+    async def open_output(self, client: TorchServeClient, manifest: Manifest) -> None:
+        """Check the server, then make OUTPUT ready: cleared or resumed, manifest written."""
+        settings = self.settings
+        health = await client.health()
+        if not health.healthy:
+            raise JobInputError(
+                f"TorchServe at {self.config.url} is not reachable or not healthy "
+                f"(tried GET {self.config.url}/ping: {health.error or health.status})"
+            )
+        if settings.overwrite:
+            _clear_output(settings.output)
+        (settings.output / "_work").mkdir(parents=True, exist_ok=True)
+        remove_temporary_files(settings.output)
+        manifest.save(settings.output)
+        self.progress.total = manifest.total_rows
+        self.progress.advance(sum(p["rows"] for p in manifest.parts.values()), 0)
+        self._done_before = self.progress.done
+
+    def record_part(
+        self, manifest: Manifest, index: int, offset: int, counts: dict[str, int], batches: pd.DataFrame
+    ) -> None:
+        """Record a written part: its batch metrics, then its entry in the manifest, then the metrics."""
+        _write_batch_metrics(self.settings.output / "_work" / f"batches-{index:05d}.parquet", batches)
+        manifest.parts[_part_name(index)] = {"rows": sum(counts.values()), "offset": offset, **counts}
+        manifest.save(self.settings.output)
+        for status, rows in counts.items():
+            self.metrics.rows.labels(status).inc(rows)
 
     def _options(self) -> ClassifyOptions:
         engine = EngineConfig.from_env().with_options(
@@ -412,27 +530,6 @@ class Job:
 
     def _stopped_message(self, manifest: Manifest) -> str:
         return f"stopped with {len(manifest.parts)} parts written to {self.settings.output}"
-
-    def _write_part(self, index: int, out: pd.DataFrame, model: str | None, version: str | None) -> None:
-        from tsbatch import __version__
-
-        metadata = {
-            "model": model,
-            "model_version": version,
-            "tsbatch_version": __version__,
-            "settings": {
-                **self.settings.identity(),
-                "mode": self.settings.mode,
-                "batch_size": self.settings.batch_size,
-                "concurrency": self.settings.concurrency,
-            },
-        }
-        table = pa.Table.from_pandas(out, preserve_index=False)
-        table = table.replace_schema_metadata(
-            {**(table.schema.metadata or {}), b"tsbatch": json.dumps(metadata).encode()}
-        )
-        _write_batch_metrics(self.settings.output / "_work" / f"batches-{index:05d}.parquet", out, index)
-        _write_table_atomically(self.settings.output / _part_name(index), table)
 
     def finish(
         self, manifest: Manifest, seconds: float, model: str | None, version: str | None
@@ -490,6 +587,7 @@ def settings_from_output(output: Path, **overrides: Any) -> JobSettings:
         model=saved["model"],
         version=saved["version"],
         rows_per_part=saved["rows_per_part"],
+        engine=saved["engine"],
         **overrides,
     )
 
@@ -508,7 +606,7 @@ async def retry_failed(job: Job) -> JobSummary:
         options = job._options()
         job.progress.total = sum(p["error"] for p in manifest.parts.values())
         job._done_before = job.progress.done
-        for index, batch in enumerate(_batches(files, settings)):
+        for index, batch in _parts(files, settings):
             name = _part_name(index)
             if not manifest.parts[name]["error"]:
                 continue
@@ -530,7 +628,9 @@ async def retry_failed(job: Job) -> JobSummary:
             )
             work = settings.output / "_work"
             round_ = len(list(work.glob(f"batches-{index:05d}-retry*.parquet"))) + 1
-            _write_batch_metrics(work / f"batches-{index:05d}-retry{round_}.parquet", redone, index)
+            _write_batch_metrics(
+                work / f"batches-{index:05d}-retry{round_}.parquet", part_batch_metrics(redone, index)
+            )
             _write_table_atomically(path, retried)
             manifest.parts[name].update(_status_counts(part))
             manifest.save(settings.output)
