@@ -24,6 +24,7 @@ from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._demo.run import run_demo_job
 from tsbatch._errors import ConfigError, TorchServeError
 from tsbatch._job import (
+    DEFAULT_DASK_WORKERS,
     DEFAULT_ROWS_PER_PART,
     DEFAULT_STOP_TIMEOUT,
     Job,
@@ -276,7 +277,8 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-port",
         type=int,
-        help="serve /metrics on METRICS_ADDRESS:PORT while the job runs (default: off)",
+        help="serve /metrics on METRICS_ADDRESS:PORT while the job runs; with --engine dask each worker "
+        "process serves its client metrics on the first free port above it (default: off)",
     )
     parser.add_argument(
         "--metrics-address",
@@ -324,10 +326,31 @@ def _classify(args: argparse.Namespace) -> int:
         rows_per_part=args.rows_per_part,
         overwrite=args.overwrite,
         job_name=args.job_name,
+        engine=args.engine,
     )
-    job = Job(settings, _client_config(args))
+    job = _job(settings, args)
     job.prepare()  # bad input is refused before anything else happens
     return _job_exit(job, job.run, args)
+
+
+def _job(settings: JobSettings, args: argparse.Namespace) -> Job:
+    if settings.engine == "pandas":
+        if args.scheduler or args.workers is not None:
+            raise ConfigError("--scheduler and --workers need --engine dask")
+        return Job(settings, _client_config(args))
+    if args.scheduler and args.workers is not None:
+        raise ConfigError("pass --scheduler (an existing cluster) or --workers (a local one), not both")
+    try:
+        from tsbatch._dask import ClusterSettings, DaskJob
+    except ImportError as exc:
+        raise ConfigError(f"--engine dask needs Dask: pip install 'tsbatch[dask]' ({exc})") from None
+    cluster = ClusterSettings(
+        scheduler=args.scheduler,
+        workers=DEFAULT_DASK_WORKERS if args.workers is None else args.workers,
+        metrics_port=args.metrics_port + 1 if args.metrics_port else None,
+        metrics_address=args.metrics_address,
+    )
+    return DaskJob(settings, _client_config(args), cluster)
 
 
 def _retry_failed(args: argparse.Namespace) -> int:
@@ -436,6 +459,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     classify.add_argument(
         "--overwrite", action="store_true", help="replace an existing OUTPUT (default: resume it)"
+    )
+    cluster = classify.add_argument_group("Dask (needs the dask extra)")
+    cluster.add_argument(
+        "--engine",
+        choices=["pandas", "dask"],
+        default="pandas",
+        help="pandas: this process classifies; dask: Dask workers classify and write the parts "
+        "(default: %(default)s)",
+    )
+    cluster.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler, tcp://host:8786")
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        help=f"worker processes of a local Dask cluster (default: {DEFAULT_DASK_WORKERS}); "
+        "--concurrency stays the total for all of them",
     )
     _add_job_options(classify)
     _add_client_options(classify)

@@ -1,0 +1,366 @@
+"""Dask: ``ddf.ts.classify`` and ``tsbatch classify --engine dask`` on a real two-process LocalCluster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask.dataframe as dd
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from aiohttp import web
+from distributed import Client, LocalCluster
+
+import tsbatch.dask  # registers ddf.ts
+from tests.conftest import free_ports
+from tests.job_helpers import parts_done, server_env, wait_for
+from tests.scripted_server import ServerThread, prediction
+from tsbatch import Auth, ClientConfig
+from tsbatch._cli import main
+from tsbatch._dask import ClusterSettings, DaskJob
+from tsbatch._demo.archive import DEFAULT_DATA
+from tsbatch._demo.handler import DemoTextHandler
+from tsbatch._job import Job, JobInputError, JobSettings, _parts, plan_pieces
+from tsbatch._serve import local
+
+pytestmark = pytest.mark.integration
+
+#: Rows per row group of the test inputs, so that Dask gets several partitions.
+ROW_GROUP = 100
+
+
+@pytest.fixture(scope="module")
+def test_split() -> pd.DataFrame:
+    return pq.read_table(DEFAULT_DATA, filters=[("split", "=", "test")]).to_pandas()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    """Two worker processes, one thread each, as ``--workers 2`` starts."""
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+    ) as local:
+        yield local
+
+
+@pytest.fixture
+def dask_client(cluster: LocalCluster) -> Iterator[Client]:
+    with Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def config(torchserve: local.LocalServer) -> ClientConfig:
+    return ClientConfig(
+        url=torchserve.inference_url,
+        management_url=torchserve.management_url,
+        auth=Auth(key_file=torchserve.key_file),
+    )
+
+
+@pytest.fixture
+def two_files(test_split: pd.DataFrame, tmp_path: Path) -> Path:
+    """The test split in two files of row groups of ``ROW_GROUP`` rows."""
+    folder = tmp_path / "input"
+    folder.mkdir()
+    for index, chunk in enumerate((test_split[:700], test_split[700:])):
+        table = pa.Table.from_pandas(chunk, preserve_index=False)
+        pq.write_table(table, folder / f"chunk-{index}.parquet", row_group_size=ROW_GROUP)
+    return folder
+
+
+def expected_labels(frame: pd.DataFrame, model: DemoTextHandler) -> dict[str, str]:
+    labels = (p["label"] for p in model.predict(frame["text"].tolist()))
+    return dict(zip(frame["id"], labels, strict=True))
+
+
+def read_output(output: Path) -> pd.DataFrame:
+    return ds.dataset(output, format="parquet").to_table().to_pandas()
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tsbatch._cli", *args]
+
+
+# -- planning -------------------------------------------------------------------------
+
+
+def test_pieces_group_whole_row_groups_and_cover_every_row_once(tmp_path: Path) -> None:
+    sizes = {"a.parquet": (250, 100), "b.parquet": (0, 0), "c.parquet": (1000, 400)}
+    files = []
+    for name, (rows, group) in sizes.items():
+        pq.write_table(pa.table({"x": list(range(rows))}), tmp_path / name, row_group_size=group or None)
+        files.append(tmp_path / name)
+    pieces = plan_pieces(files, rows_per_part=220)
+    assert [(Path(p.path).name, p.row_groups, p.offset, p.rows) for p in pieces] == [
+        ("a.parquet", (0, 1), 0, 200),
+        ("a.parquet", (2,), 200, 50),
+        ("c.parquet", (0,), 250, 400),  # a row group larger than a part is a part alone
+        ("c.parquet", (1,), 650, 400),
+        ("c.parquet", (2,), 1050, 200),
+    ]
+    assert [p.index for p in pieces] == list(range(5))
+
+
+def test_retry_failed_reads_a_dask_output_part_by_part_as_its_job_wrote_it(two_files: Path) -> None:
+    settings = JobSettings(input=str(two_files), output=two_files / "out", engine="dask", rows_per_part=250)
+    files = sorted(two_files.glob("*.parquet"))
+    parts = list(_parts(files, settings))
+    assert [len(batch) for _, batch in parts] == [p.rows for p in plan_pieces(files, 250)]
+    assert [index for index, _ in parts] == list(range(len(parts)))
+
+
+# -- ddf.ts.classify ------------------------------------------------------------------
+
+
+def test_a_dask_frame_gives_the_pandas_columns_dtypes_and_predictions(
+    dask_client: Client, config: ClientConfig, test_split: pd.DataFrame
+) -> None:
+    frame = test_split[["id", "text"]].reset_index(drop=True)
+    expected = frame.ts.classify("text", config=config, include_scores=True)
+    lazy = dd.from_pandas(frame, npartitions=6).ts.classify("text", config=config, include_scores=True)
+    added = [c for c in expected.columns if c not in frame.columns]
+    assert list(lazy.columns) == list(expected.columns)
+    assert dict(lazy.dtypes[added]) == dict(expected.dtypes[added])  # Dask converts input strings itself
+    result = lazy.compute().sort_index()
+    assert list(result.columns) == list(expected.columns)
+    assert result["id"].is_unique and len(result) == len(frame)
+    pd.testing.assert_series_equal(result["pred_label"], expected["pred_label"])
+    assert (result["ts_status"] == "ok").all()
+
+
+def test_each_worker_process_serves_its_client_metrics(
+    dask_client: Client, config: ClientConfig, test_split: pd.DataFrame
+) -> None:
+    port = free_ports(1)[0]
+    frame = dd.from_pandas(test_split[["id", "text"]], npartitions=8)
+    frame.ts.classify("text", config=config, metrics_port=port).compute()
+    served = [w for w in dask_client.run(_serves_metrics, port).values() if w is not None]
+    assert sorted(served) == [port, port + 1]
+    for metrics_port in served:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        requests = [line for line in body.splitlines() if line.startswith("torchserve_requests_total{")]
+        assert any('status="200"' in line and not line.endswith(" 0.0") for line in requests), body
+
+
+def _serves_metrics(port: int) -> int | None:
+    """On a worker: the /metrics port of the runtime built for ``port``, if it has one."""
+    from tsbatch._worker import _runtimes
+
+    ports = [r.metrics_port for r in _runtimes.values() if r.settings.metrics_port == port]
+    return ports[0] if ports else None
+
+
+def _rows_step(server_state: dict[str, int]) -> object:
+    """Answer predictions slowly, counting requests in flight; the management API gets 404."""
+
+    async def step(request: web.Request) -> web.StreamResponse:
+        if not request.path.startswith("/predictions"):
+            return web.Response(status=404)
+        server_state["now"] += 1
+        server_state["most"] = max(server_state["most"], server_state["now"])
+        try:
+            await asyncio.sleep(0.02)
+            return await prediction()(request)
+        finally:
+            server_state["now"] -= 1
+
+    return step
+
+
+@pytest.mark.parametrize(("workers", "share"), [(1, 6), (3, 2)])
+def test_the_total_in_flight_limit_is_shared_among_workers(workers: int, share: int) -> None:
+    state = {"now": 0, "most": 0}
+    frame = dd.from_pandas(pd.DataFrame({"text": [f"text {i}" for i in range(96)]}), npartitions=4)
+    with ServerThread([_rows_step(state)]) as server:  # type: ignore[list-item]
+        config = ClientConfig(url=server.url, management_url=server.url)
+        lazy = frame.ts.classify("text", config=config, mode="rows", concurrency=6, workers=workers)
+        result = lazy.compute(scheduler="threads", num_workers=4)
+    assert (result["ts_status"] == "ok").all()
+    # Four partitions run at once in this one process; together they stay within its share.
+    assert state["most"] == share
+
+
+def test_a_missing_column_is_named_before_anything_runs() -> None:
+    frame = dd.from_pandas(pd.DataFrame({"body": ["a"]}), npartitions=1)
+    with pytest.raises(tsbatch.InputValidationError, match=r"column 'text' not found.*'body'"):
+        frame.ts.classify("text")
+
+
+# -- the Parquet job ------------------------------------------------------------------
+
+
+def test_the_dask_job_writes_what_the_pandas_job_writes(
+    cluster: LocalCluster,
+    config: ClientConfig,
+    two_files: Path,
+    test_split: pd.DataFrame,
+    in_process_model: DemoTextHandler,
+) -> None:
+    common = {"input": str(two_files), "id_column": "id", "keep_columns": ("label",), "rows_per_part": 300}
+    dask_out, pandas_out = two_files.parent / "dask", two_files.parent / "pandas"
+    settings = JobSettings(output=dask_out, engine="dask", **common)  # type: ignore[arg-type]
+    cluster_settings = ClusterSettings(scheduler=cluster.scheduler_address)
+    summary = asyncio.run(DaskJob(settings, config, cluster_settings).run())
+    asyncio.run(Job(JobSettings(output=pandas_out, **common), config).run())  # type: ignore[arg-type]
+
+    assert (summary.rows, summary.ok, summary.failed) == (len(test_split), len(test_split), 0)
+    assert summary.parts == len(plan_pieces(sorted(two_files.glob("*.parquet")), 300))
+    table = read_output(dask_out)
+    assert table["id"].is_unique and set(table["id"]) == set(test_split["id"])
+    assert table.set_index("id")["pred_label"].to_dict() == expected_labels(test_split, in_process_model)
+    baseline = read_output(pandas_out)
+    assert dict(table.dtypes) == dict(baseline.dtypes)
+    for side in ("_batches.parquet", "_failed.parquet", "_summary.json", "_manifest.json"):
+        assert (dask_out / side).exists()
+    batches = pd.read_parquet(dask_out / "_batches.parquet")
+    assert batches["rows"].sum() == len(test_split)
+    assert sorted(batches["part"].unique()) == list(range(summary.parts))
+    assert not list(dask_out.glob(".*.tmp"))
+
+
+def test_a_pandas_output_is_not_resumed_by_the_dask_engine(
+    cluster: LocalCluster, config: ClientConfig, two_files: Path
+) -> None:
+    output = two_files.parent / "out"
+    asyncio.run(Job(JobSettings(input=str(two_files), output=output, rows_per_part=500), config).run())
+    settings = JobSettings(input=str(two_files), output=output, rows_per_part=500, engine="dask")
+    job = DaskJob(settings, config, ClusterSettings(scheduler=cluster.scheduler_address))
+    with pytest.raises(JobInputError, match="different input or settings"):
+        job.prepare()
+
+
+def test_a_worker_killed_mid_job_still_gives_every_id_once(
+    torchserve: local.LocalServer, two_files: Path, test_split: pd.DataFrame
+) -> None:
+    # A cluster of its own: the nanny restarts the killed worker, but the shared one stays untouched.
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        ) as own,
+        Client(own) as client,
+    ):
+        output = two_files.parent / "out"
+        command = cli(
+            "classify",
+            str(two_files),
+            str(output),
+            "--engine=dask",
+            f"--scheduler={own.scheduler_address}",
+            "--id-column=id",
+            f"--rows-per-part={ROW_GROUP}",
+            "--mode=rows",
+            "--concurrency=4",
+        )
+        job = subprocess.Popen(
+            command, env=server_env(torchserve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            wait_for(lambda: parts_done(output) >= 2, timeout=120)
+            busy: dict[str, list[str]] = {}
+            wait_for(lambda: any(busy.update(client.processing()) or busy.values()), timeout=60)
+            victim = next(address for address, keys in busy.items() if keys)
+            pids = client.run(os.getpid)
+            os.kill(pids[victim], signal.SIGKILL)
+            _, stderr = job.communicate(timeout=300)
+        finally:
+            job.kill()
+        assert job.returncode == 0, stderr
+        assert parts_done(output) == len(plan_pieces(sorted(two_files.glob("*.parquet")), ROW_GROUP))
+        assert parts_done(output) > 2, "the worker was killed before the job ended"
+    ids = read_output(output)["id"]
+    assert ids.is_unique and set(ids) == set(test_split["id"])
+
+
+def test_a_killed_dask_job_resumes_without_redoing_written_parts(
+    cluster: LocalCluster, torchserve: local.LocalServer, two_files: Path, test_split: pd.DataFrame
+) -> None:
+    output = two_files.parent / "out"
+    command = cli(
+        "classify",
+        str(two_files),
+        str(output),
+        "--engine=dask",
+        f"--scheduler={cluster.scheduler_address}",
+        "--id-column=id",
+        f"--rows-per-part={ROW_GROUP}",
+        "--mode=rows",
+        "--concurrency=2",
+    )
+    env = server_env(torchserve)
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: parts_done(output) >= 3, timeout=120)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    recorded = json.loads((output / "_manifest.json").read_text())["parts"]
+    total = len(plan_pieces(sorted(two_files.glob("*.parquet")), ROW_GROUP))
+    assert 3 <= len(recorded) < total, "the job was killed after it ended"
+    written = {name: (output / name).stat().st_mtime_ns for name in recorded}
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert {name: (output / name).stat().st_mtime_ns for name in recorded} == written
+    ids = read_output(output)["id"]
+    assert ids.is_unique and set(ids) == set(test_split["id"])
+    summary = json.loads((output / "_summary.json").read_text())
+    assert summary["rows_this_run"] == len(test_split) - sum(p["rows"] for p in recorded.values())
+
+
+def test_sigterm_stops_a_dask_job_at_once_and_it_resumes(
+    cluster: LocalCluster, torchserve: local.LocalServer, two_files: Path, test_split: pd.DataFrame
+) -> None:
+    output = two_files.parent / "out"
+    command = cli(
+        "classify",
+        str(two_files),
+        str(output),
+        "--engine=dask",
+        f"--scheduler={cluster.scheduler_address}",
+        "--id-column=id",
+        f"--rows-per-part={ROW_GROUP}",
+        "--mode=rows",
+        "--concurrency=2",
+    )
+    env = server_env(torchserve)
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: parts_done(output) >= 1, timeout=120)
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 128 + signal.SIGTERM, stderr
+    assert "resume with:" in stderr
+    assert parts_done(output) < len(plan_pieces(sorted(two_files.glob("*.parquet")), ROW_GROUP))
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ids = read_output(output)["id"]
+    assert ids.is_unique and set(ids) == set(test_split["id"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers=2"], "need --engine dask"),
+        (["--engine=dask", "--workers=2", "--scheduler=tcp://127.0.0.1:1"], "not both"),
+        (["--engine=dask", "--workers=0"], "workers must be at least 1"),
+    ],
+)
+def test_cluster_options_that_do_not_fit_are_refused(
+    extra: list[str], message: str, two_files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["classify", str(two_files), str(two_files.parent / "out"), *extra]) == 2
+    assert message in capsys.readouterr().err

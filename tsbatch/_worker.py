@@ -1,0 +1,153 @@
+"""One TorchServe client per process for partition tasks, such as Dask's.
+
+A Dask worker runs tasks in plain threads, and an aiohttp session belongs to
+the event loop it was made on.  Each process therefore keeps one long-lived
+loop in a thread of its own and, on it, one client per :class:`WorkerSettings`,
+built on first use: its connection pool, circuit breaker, retry budget and
+in-flight gate serve every partition the process runs.  Only settings travel
+between processes; loops, clients and sessions never leave the one that made
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pandas as pd
+from prometheus_client import CollectorRegistry, start_http_server
+
+from tsbatch._client import TorchServeClient
+from tsbatch._config import ClientConfig
+from tsbatch._engine import (
+    ClassifyOptions,
+    EngineResult,
+    choose_concurrency,
+    choose_mode,
+    classify_values,
+    model_info_or_none,
+)
+
+logger = logging.getLogger("tsbatch")
+
+T = TypeVar("T")
+
+#: Ports tried, upwards from the one given, for a worker's /metrics.
+METRICS_PORT_RANGE = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerSettings:
+    """What a partition task needs to classify; small, picklable and hashable.
+
+    ``options.engine.concurrency`` is the job's total of requests in flight
+    (``None``: sized from the model as for one process); each of ``workers``
+    processes gets an equal share, so adding workers does not add load.
+    """
+
+    config: ClientConfig
+    options: ClassifyOptions
+    workers: int = 1
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
+
+
+class WorkerRuntime:
+    """The loop thread, the client and the in-flight gate of one process."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics_port: int | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tsbatch-worker", daemon=True)
+        self._thread.start()
+        self._client: TorchServeClient | None = None
+        self._gate: asyncio.Semaphore | None = None
+        self._share = 0
+        if settings.metrics_port is not None:
+            self.metrics_port = _serve_metrics(self.registry, settings.metrics_address, settings.metrics_port)
+
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``make()`` on this process's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+
+    async def classify(self, values: list[Any]) -> EngineResult:
+        """Classify ``values`` through this process's client, within its share of requests in flight."""
+        client, gate = await self._ready()
+        engine = dataclasses.replace(self.settings.options.engine, concurrency=self._share)
+        options = dataclasses.replace(self.settings.options, engine=engine)
+        return await classify_values(client, values, options, gate=gate)
+
+    async def _ready(self) -> tuple[TorchServeClient, asyncio.Semaphore]:
+        # Runs on the loop thread only: the client is built before any await, and
+        # a caller that resumes after another has set the gate keeps that gate.
+        if self._client is None:
+            self._client = TorchServeClient(config=self.settings.config, registry=self.registry)
+        client = self._client
+        if self._gate is None:
+            options = self.settings.options
+            total = options.engine.concurrency
+            if total is None:
+                info = await model_info_or_none(client, options.model, options.version)
+                total = choose_concurrency(choose_mode(options.mode, info), None, info)
+            if self._gate is None:
+                self._share = max(1, total // max(1, self.settings.workers))
+                self._gate = asyncio.Semaphore(self._share)
+        return client, self._gate
+
+    def close(self) -> None:
+        """Close the client and stop the loop thread."""
+        if self._client is not None and self._loop.is_running():
+            self.run(self._client.aclose)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+def _serve_metrics(registry: CollectorRegistry, address: str, first: int) -> int:
+    """Serve ``registry`` on the first free port from ``first`` on; returns the port."""
+    for port in range(first, first + METRICS_PORT_RANGE):
+        try:
+            start_http_server(port, addr=address, registry=registry)
+        except OSError:
+            continue
+        logger.info("worker %d serves /metrics on %s:%d", os.getpid(), address, port)
+        return port
+    raise OSError(f"no free port for /metrics in {first}-{first + METRICS_PORT_RANGE - 1} on {address}")
+
+
+_lock = threading.Lock()
+_runtimes: dict[tuple[int, WorkerSettings], WorkerRuntime] = {}
+
+
+def worker_runtime(settings: WorkerSettings) -> WorkerRuntime:
+    """This process's runtime for ``settings``, built on first use."""
+    key = (os.getpid(), settings)
+    with _lock:
+        runtime = _runtimes.get(key)
+        if runtime is None:
+            runtime = _runtimes[key] = WorkerRuntime(settings)
+        return runtime
+
+
+@atexit.register
+def _close_runtimes() -> None:
+    with _lock:
+        mine = [r for (pid, _), r in _runtimes.items() if pid == os.getpid()]
+        _runtimes.clear()
+    for runtime in mine:
+        runtime.close()
+
+
+def classify_partition(frame: pd.DataFrame, column: Any, settings: WorkerSettings) -> EngineResult:
+    """Classify one partition's ``column`` on this process's client."""
+    values = frame[column].tolist()
+    runtime = worker_runtime(settings)
+    return runtime.run(lambda: runtime.classify(values))
