@@ -213,6 +213,7 @@ http {{
     keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{port};
+        location = /ping {{ default_type ""; return 200 '{{"status":"Healthy"}}'; }}
         location = /predictions/null {{ default_type ""; return 200 '{one}'; }}
         # The list reply is a file (too long for a config token); nginx serves
         # files to GET only, so a POST's 405 is turned into the file.
