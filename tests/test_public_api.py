@@ -38,6 +38,7 @@ EXPECTED = [
     "__version__",
     "batch_metrics",
     "classifier",
+    "dask",
     "failures",
     "run_report",
     "serve",

@@ -66,6 +66,7 @@ __all__ = [
     "__version__",
     "batch_metrics",
     "classifier",
+    "dask",
     "failures",
     "run_report",
     "serve",
@@ -75,12 +76,12 @@ _classifier: Classifier | None = None
 
 
 def __getattr__(name: str) -> _Any:
-    """``tsbatch.classifier``, built from the environment on first use, and ``tsbatch.serve``."""
+    """``tsbatch.classifier``, built from the environment on first use; ``tsbatch.serve`` and ``.dask``."""
     global _classifier
-    if name == "serve":  # imported on demand: it needs the serve extra
+    if name in ("dask", "serve"):  # imported on demand: each needs its extra
         import importlib
 
-        return importlib.import_module("tsbatch.serve")
+        return importlib.import_module(f"tsbatch.{name}")
     if name == "classifier":
         if _classifier is None:
             _classifier = Classifier()
