@@ -9,7 +9,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tsbatch import Auth, ClientConfig
 from tsbatch._serve import local
+
+
+def server_config(server: local.LocalServer) -> ClientConfig:
+    """A client config for ``server``: its URLs and its key file."""
+    return ClientConfig(
+        url=server.inference_url, management_url=server.management_url, auth=Auth(key_file=server.key_file)
+    )
 
 
 def server_env(server: local.LocalServer) -> dict[str, str]:

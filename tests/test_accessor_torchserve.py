@@ -10,7 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import tsbatch
-from tsbatch import Auth, ClassificationError, ClientConfig, InputValidationError, batch_metrics, run_report
+from tests.job_helpers import server_config
+from tsbatch import ClassificationError, ClientConfig, InputValidationError, batch_metrics, run_report
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._demo.handler import MAX_TEXT_CHARS, DemoTextHandler
 from tsbatch._serve import local
@@ -20,11 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def config(torchserve: local.LocalServer) -> ClientConfig:
-    return ClientConfig(
-        url=torchserve.inference_url,
-        management_url=torchserve.management_url,
-        auth=Auth(key_file=torchserve.key_file),
-    )
+    return server_config(torchserve)
 
 
 @pytest.fixture(scope="module")

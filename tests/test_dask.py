@@ -23,9 +23,9 @@ from distributed import Client, LocalCluster
 
 import tsbatch.dask  # registers ddf.ts
 from tests.conftest import free_ports
-from tests.job_helpers import parts_done, server_env, wait_for
+from tests.job_helpers import parts_done, server_config, server_env, wait_for
 from tests.scripted_server import ServerThread, prediction
-from tsbatch import Auth, ClientConfig
+from tsbatch import ClientConfig
 from tsbatch._cli import main
 from tsbatch._dask import ClusterSettings, DaskJob
 from tsbatch._demo.archive import DEFAULT_DATA
@@ -61,11 +61,7 @@ def dask_client(cluster: LocalCluster) -> Iterator[Client]:
 
 @pytest.fixture(scope="module")
 def config(torchserve: local.LocalServer) -> ClientConfig:
-    return ClientConfig(
-        url=torchserve.inference_url,
-        management_url=torchserve.management_url,
-        auth=Auth(key_file=torchserve.key_file),
-    )
+    return server_config(torchserve)
 
 
 @pytest.fixture
@@ -88,8 +84,17 @@ def read_output(output: Path) -> pd.DataFrame:
     return ds.dataset(output, format="parquet").to_table().to_pandas()
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tsbatch._cli", *args]
+def dask_job(inputs: Path, output: Path, scheduler: str, concurrency: int) -> list[str]:
+    """``tsbatch classify --engine dask`` on ``scheduler``, one part per row group, in rows mode."""
+    return [
+        *(sys.executable, "-m", "tsbatch._cli", "classify", str(inputs), str(output)),
+        "--engine=dask",
+        f"--scheduler={scheduler}",
+        "--id-column=id",
+        f"--rows-per-part={ROW_GROUP}",
+        "--mode=rows",
+        f"--concurrency={concurrency}",
+    ]
 
 
 # -- planning -------------------------------------------------------------------------
@@ -251,17 +256,7 @@ def test_a_worker_killed_mid_job_still_gives_every_id_once(
         Client(own) as client,
     ):
         output = two_files.parent / "out"
-        command = cli(
-            "classify",
-            str(two_files),
-            str(output),
-            "--engine=dask",
-            f"--scheduler={own.scheduler_address}",
-            "--id-column=id",
-            f"--rows-per-part={ROW_GROUP}",
-            "--mode=rows",
-            "--concurrency=4",
-        )
+        command = dask_job(two_files, output, own.scheduler_address, concurrency=4)
         job = subprocess.Popen(
             command, env=server_env(torchserve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -286,17 +281,7 @@ def test_a_killed_dask_job_resumes_without_redoing_written_parts(
     cluster: LocalCluster, torchserve: local.LocalServer, two_files: Path, test_split: pd.DataFrame
 ) -> None:
     output = two_files.parent / "out"
-    command = cli(
-        "classify",
-        str(two_files),
-        str(output),
-        "--engine=dask",
-        f"--scheduler={cluster.scheduler_address}",
-        "--id-column=id",
-        f"--rows-per-part={ROW_GROUP}",
-        "--mode=rows",
-        "--concurrency=2",
-    )
+    command = dask_job(two_files, output, cluster.scheduler_address, concurrency=2)
     env = server_env(torchserve)
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -322,17 +307,7 @@ def test_sigterm_stops_a_dask_job_at_once_and_it_resumes(
     cluster: LocalCluster, torchserve: local.LocalServer, two_files: Path, test_split: pd.DataFrame
 ) -> None:
     output = two_files.parent / "out"
-    command = cli(
-        "classify",
-        str(two_files),
-        str(output),
-        "--engine=dask",
-        f"--scheduler={cluster.scheduler_address}",
-        "--id-column=id",
-        f"--rows-per-part={ROW_GROUP}",
-        "--mode=rows",
-        "--concurrency=2",
-    )
+    command = dask_job(two_files, output, cluster.scheduler_address, concurrency=2)
     env = server_env(torchserve)
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

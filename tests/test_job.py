@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import free_ports, serve_settings
-from tests.job_helpers import parts_done, port_open, server_env, wait_for
-from tsbatch import Auth, ClientConfig
+from tests.job_helpers import parts_done, port_open, server_config, server_env, wait_for
+from tsbatch import ClientConfig
 from tsbatch._cli import main
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._demo.handler import DemoTextHandler
@@ -44,12 +44,6 @@ def three_files(test_split: pd.DataFrame, tmp_path: Path) -> Path:
     return folder
 
 
-def config_for(server: local.LocalServer) -> ClientConfig:
-    return ClientConfig(
-        url=server.inference_url, management_url=server.management_url, auth=Auth(key_file=server.key_file)
-    )
-
-
 def output_ids(output: Path) -> list[str]:
     return ds.dataset(output, format="parquet").to_table(columns=["id"]).column("id").to_pylist()
 
@@ -68,7 +62,7 @@ def test_a_multi_file_dataset_round_trips(
     settings = JobSettings(
         input=str(three_files), output=output, id_column="id", keep_columns=("label",), rows_per_part=400
     )
-    summary = asyncio.run(Job(settings, config_for(torchserve)).run())
+    summary = asyncio.run(Job(settings, server_config(torchserve)).run())
     assert (summary.rows, summary.ok, summary.failed) == (len(test_split), len(test_split), 0)
     table = ds.dataset(output, format="parquet").to_table().to_pandas()
     assert sorted(table["id"]) == sorted(test_split["id"])
