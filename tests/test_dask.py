@@ -24,7 +24,7 @@ from distributed import Client, LocalCluster
 import tsbatch.dask  # registers ddf.ts
 from tests.conftest import free_ports
 from tests.job_helpers import parts_done, server_config, server_env, wait_for
-from tests.scripted_server import ServerThread, prediction
+from tests.scripted_server import ServerThread, prediction, torchserve_error
 from tsbatch import ClientConfig
 from tsbatch._cli import main
 from tsbatch._dask import ClusterSettings, DaskJob
@@ -194,6 +194,17 @@ def test_the_total_in_flight_limit_is_shared_among_workers(workers: int, share: 
     assert (result["ts_status"] == "ok").all()
     # Four partitions run at once in this one process; together they stay within its share.
     assert state["most"] == share
+
+
+def test_errors_raise_fails_the_computation_with_the_partition_failures() -> None:
+    frame = dd.from_pandas(pd.DataFrame({"text": ["a", "b", "c", "d"]}), npartitions=2)
+    refused = torchserve_error(400, "BadRequestException", "not a text")
+    with ServerThread([refused]) as server:
+        config = ClientConfig(url=server.url, management_url=server.url)
+        lazy = frame.ts.classify("text", config=config, mode="rows", errors="raise")
+        with pytest.raises(tsbatch.ClassificationError, match="2 of 2 rows of a partition failed") as raised:
+            lazy.compute(scheduler="threads")
+    assert list(raised.value.failures["ts_status"]) == ["error", "error"]
 
 
 def test_a_missing_column_is_named_before_anything_runs() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pandas as pd
@@ -55,9 +56,10 @@ class FrameOptions:
         )
 
 
-def _check_column(frame: pd.DataFrame, column: Any) -> None:
-    if column not in frame.columns:
-        available = ", ".join(repr(c) for c in frame.columns) or "none"
+def check_column(columns: Sequence[Any], column: Any) -> None:
+    """Refuse a ``column`` the frame does not have, listing those it has."""
+    if column not in columns:
+        available = ", ".join(repr(c) for c in columns) or "none"
         raise InputValidationError(f"column {column!r} not found; the frame has: {available}")
 
 
@@ -71,7 +73,7 @@ async def aclassify_frame(
     registry: CollectorRegistry | None = None,
 ) -> pd.DataFrame:
     """Classify ``frame[column]``; returns ``frame`` plus prediction and ``ts_*`` columns."""
-    _check_column(frame, column)
+    check_column(list(frame.columns), column)
     check_no_collision(list(frame.columns), options.prefix, options.include_scores)
     engine_options = options.classify_options()
     owned = client is None

@@ -22,11 +22,11 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import Client, LocalCluster, as_completed
 
-from tsbatch._classify import FrameOptions
+from tsbatch._classify import FrameOptions, check_column
 from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig
 from tsbatch._engine import EngineResult, Progress
-from tsbatch._errors import ClassificationError, ConfigError, InputValidationError
+from tsbatch._errors import ClassificationError, ConfigError
 from tsbatch._frame import check_no_collision, failures, result_frame
 from tsbatch._job import (
     DEFAULT_DASK_WORKERS,
@@ -37,14 +37,14 @@ from tsbatch._job import (
     JobSummary,
     Manifest,
     Piece,
-    _part_name,
-    _status_counts,
     input_columns,
     part_batch_metrics,
     part_frame,
+    part_name,
     plan_pieces,
     read_piece,
     remove_temporary_files,
+    status_counts,
     write_part,
 )
 from tsbatch._worker import WorkerSettings, classify_partition
@@ -114,9 +114,7 @@ class DaskFrameAccessor:
         process serves its client metrics on the first free port from it on.
         """
         settings = FrameOptions(**options)
-        if column not in self._frame.columns:
-            available = ", ".join(repr(c) for c in self._frame.columns) or "none"
-            raise InputValidationError(f"column {column!r} not found; the frame has: {available}")
+        check_column(list(self._frame.columns), column)
         check_no_collision(list(self._frame.columns), settings.prefix, settings.include_scores)
         worker = WorkerSettings(
             config=config or ClientConfig.from_env(),
@@ -156,7 +154,7 @@ def classify_piece(piece: Piece, settings: JobSettings, worker: WorkerSettings) 
     return PieceResult(
         piece.index,
         piece.offset,
-        _status_counts(out),
+        status_counts(out),
         part_batch_metrics(out, piece.index),
         result.model,
         result.version,
@@ -225,7 +223,7 @@ class DaskJob(Job):
         async with TorchServeClient(config=self.config, registry=self.metrics.registry) as client:
             await self.open_output(client, manifest)
         pieces = plan_pieces(files, settings.rows_per_part)
-        todo = [p for p in pieces if _part_name(p.index) not in manifest.parts]
+        todo = [p for p in pieces if part_name(p.index) not in manifest.parts]
         model, version = settings.model, settings.version
         if todo:
             async with _dask_client(self.cluster) as dask:

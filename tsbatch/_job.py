@@ -9,8 +9,9 @@ OUTPUT is a Parquet dataset::
     _summary.json            counts, duration, throughput
     _work/                   per-part batch metrics while the job runs
 
-The input is read in record batches of ``rows_per_part`` rows, so memory
-depends on that setting, not on the input's size.  Each part is written to a
+The pandas engine reads the input in record batches of ``rows_per_part``
+rows, so memory depends on that setting, not on the input's size; the Dask
+engine's parts are whole row groups (:func:`plan_pieces`).  Each part is written to a
 temporary name and renamed, then recorded in the manifest (also written by
 rename).  A part in the manifest is never redone; a part file not in it is
 redone and replaced.  Either way each input row ends in exactly one part.
@@ -280,7 +281,7 @@ class JobMetrics:
 # -- the job --------------------------------------------------------------------------
 
 
-def _status_counts(part: pd.DataFrame) -> dict[str, int]:
+def status_counts(part: pd.DataFrame) -> dict[str, int]:
     counts = part["ts_status"].value_counts().to_dict()
     return {status: int(counts.get(status, 0)) for status in ("ok", "error", "skipped")}
 
@@ -296,7 +297,7 @@ def _write_batch_metrics(path: Path, batches: pd.DataFrame) -> None:
     _write_table_atomically(path, pa.Table.from_pandas(batches, preserve_index=False))
 
 
-def _part_name(index: int) -> str:
+def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
@@ -327,7 +328,7 @@ def write_part(settings: JobSettings, index: int, out: pd.DataFrame, result: Eng
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), b"tsbatch": json.dumps(metadata).encode()}
     )
-    _write_table_atomically(settings.output / _part_name(index), table)
+    _write_table_atomically(settings.output / part_name(index), table)
 
 
 def input_columns(settings: JobSettings) -> list[str]:
@@ -470,7 +471,7 @@ class Job:
             model, version = settings.model, settings.version
             offset = 0
             for index, batch in enumerate(_batches(files, settings)):
-                name = _part_name(index)
+                name = part_name(index)
                 if name in manifest.parts:
                     offset += batch.num_rows
                     continue
@@ -488,7 +489,7 @@ class Job:
                 model, version = result.model, result.version
                 out = part_frame(frame, result, settings, offset)
                 write_part(settings, index, out, result)
-                self.record_part(manifest, index, offset, _status_counts(out), part_batch_metrics(out, index))
+                self.record_part(manifest, index, offset, status_counts(out), part_batch_metrics(out, index))
                 offset += batch.num_rows
         return self.finish(manifest, time.monotonic() - started, model, version)
 
@@ -515,7 +516,7 @@ class Job:
     ) -> None:
         """Record a written part: its batch metrics, then its entry in the manifest, then the metrics."""
         _write_batch_metrics(self.settings.output / "_work" / f"batches-{index:05d}.parquet", batches)
-        manifest.parts[_part_name(index)] = {"rows": sum(counts.values()), "offset": offset, **counts}
+        manifest.parts[part_name(index)] = {"rows": sum(counts.values()), "offset": offset, **counts}
         manifest.save(self.settings.output)
         for status, rows in counts.items():
             self.metrics.rows.labels(status).inc(rows)
@@ -607,7 +608,7 @@ async def retry_failed(job: Job) -> JobSummary:
         job.progress.total = sum(p["error"] for p in manifest.parts.values())
         job._done_before = job.progress.done
         for index, batch in _parts(files, settings):
-            name = _part_name(index)
+            name = part_name(index)
             if not manifest.parts[name]["error"]:
                 continue
             path = settings.output / name
@@ -632,6 +633,6 @@ async def retry_failed(job: Job) -> JobSummary:
                 work / f"batches-{index:05d}-retry{round_}.parquet", part_batch_metrics(redone, index)
             )
             _write_table_atomically(path, retried)
-            manifest.parts[name].update(_status_counts(part))
+            manifest.parts[name].update(status_counts(part))
             manifest.save(settings.output)
     return job.finish(manifest, time.monotonic() - started, model, version)
