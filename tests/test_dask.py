@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,17 @@ def two_files(test_split: pd.DataFrame, tmp_path: Path) -> Path:
 def expected_labels(frame: pd.DataFrame, model: DemoTextHandler) -> dict[str, str]:
     labels = (p["label"] for p in model.predict(frame["text"].tolist()))
     return dict(zip(frame["id"], labels, strict=True))
+
+
+def busy_worker(client: Client, timeout: float = 60) -> str:
+    """The address of a worker that holds a task right now."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for address, keys in client.processing().items():
+            if keys:
+                return str(address)
+        time.sleep(0.02)
+    raise AssertionError("no worker got a task in time")
 
 
 def read_output(output: Path) -> pd.DataFrame:
@@ -166,12 +178,18 @@ def _serves_metrics(port: int) -> int | None:
     return ports[0] if ports else None
 
 
+#: A model description: rows mode sizes the total in flight to 2 x batchSize x workers = 8.
+MODEL_INFO = [
+    {"modelName": "demo", "modelVersion": "1", "batchSize": 2, "workers": [{"status": "READY"}] * 2}
+]
+
+
 def _rows_step(server_state: dict[str, int]) -> object:
-    """Answer predictions slowly, counting requests in flight; the management API gets 404."""
+    """Answer predictions slowly, counting requests in flight; the management API describes the model."""
 
     async def step(request: web.Request) -> web.StreamResponse:
-        if not request.path.startswith("/predictions"):
-            return web.Response(status=404)
+        if request.path.startswith("/models"):
+            return web.json_response(MODEL_INFO)
         server_state["now"] += 1
         server_state["most"] = max(server_state["most"], server_state["now"])
         try:
@@ -183,16 +201,24 @@ def _rows_step(server_state: dict[str, int]) -> object:
     return step
 
 
-@pytest.mark.parametrize(("workers", "share"), [(1, 6), (3, 2)])
-def test_the_total_in_flight_limit_is_shared_among_workers(workers: int, share: int) -> None:
+@pytest.mark.parametrize(
+    ("concurrency", "workers", "share"),
+    [(6, 1, 6), (6, 3, 2), (None, 1, 8), (None, 4, 2)],
+)
+def test_the_total_in_flight_limit_is_shared_among_workers(
+    concurrency: int | None, workers: int, share: int
+) -> None:
     state = {"now": 0, "most": 0}
     frame = dd.from_pandas(pd.DataFrame({"text": [f"text {i}" for i in range(96)]}), npartitions=4)
     with ServerThread([_rows_step(state)]) as server:  # type: ignore[list-item]
         config = ClientConfig(url=server.url, management_url=server.url)
-        lazy = frame.ts.classify("text", config=config, mode="rows", concurrency=6, workers=workers)
-        result = lazy.compute(scheduler="threads", num_workers=4)
+        options = {"mode": "rows", "concurrency": concurrency, "workers": workers}
+        result = frame.ts.classify("text", config=config, **options).compute(
+            scheduler="threads", num_workers=4
+        )
     assert (result["ts_status"] == "ok").all()
-    # Four partitions run at once in this one process; together they stay within its share.
+    # Four partitions run at once in this one process; together they stay within its share
+    # of the total (given, or sized from the model as for one pandas process).
     assert state["most"] == share
 
 
@@ -272,18 +298,18 @@ def test_a_worker_killed_mid_job_still_gives_every_id_once(
             command, env=server_env(torchserve), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         try:
-            wait_for(lambda: parts_done(output) >= 2, timeout=120)
-            busy: dict[str, list[str]] = {}
-            wait_for(lambda: any(busy.update(client.processing()) or busy.values()), timeout=60)
-            victim = next(address for address, keys in busy.items() if keys)
             pids = client.run(os.getpid)
+            wait_for(lambda: parts_done(output) >= 2, timeout=120)
+            victim = busy_worker(client)
+            recorded_at_kill = parts_done(output)
             os.kill(pids[victim], signal.SIGKILL)
             _, stderr = job.communicate(timeout=300)
         finally:
             job.kill()
         assert job.returncode == 0, stderr
-        assert parts_done(output) == len(plan_pieces(sorted(two_files.glob("*.parquet")), ROW_GROUP))
-        assert parts_done(output) > 2, "the worker was killed before the job ended"
+        total = len(plan_pieces(sorted(two_files.glob("*.parquet")), ROW_GROUP))
+        assert recorded_at_kill < total, "the worker was killed after the job ended"
+        assert parts_done(output) == total
     ids = read_output(output)["id"]
     assert ids.is_unique and set(ids) == set(test_split["id"])
 

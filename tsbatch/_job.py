@@ -588,7 +588,7 @@ def settings_from_output(output: Path, **overrides: Any) -> JobSettings:
         model=saved["model"],
         version=saved["version"],
         rows_per_part=saved["rows_per_part"],
-        engine=saved["engine"],
+        engine=saved.get("engine", "pandas"),  # outputs from before the Dask engine
         **overrides,
     )
 
