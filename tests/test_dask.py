@@ -28,7 +28,7 @@ from tests.job_helpers import parts_done, server_config, server_env, wait_for
 from tests.scripted_server import ServerThread, prediction, torchserve_error
 from tsbatch import ClientConfig
 from tsbatch._cli import main
-from tsbatch._dask import ClusterSettings, DaskJob
+from tsbatch._dask import ClusterSettings, DaskJob, _cluster_workers, _dask_client, worker_count
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._demo.handler import DemoTextHandler
 from tsbatch._job import Job, JobInputError, JobSettings, _parts, plan_pieces
@@ -220,6 +220,22 @@ def test_the_total_in_flight_limit_is_shared_among_workers(
     # Four partitions run at once in this one process; together they stay within its share
     # of the total (given, or sized from the model as for one pandas process).
     assert state["most"] == share
+
+
+def test_the_share_divides_by_the_workers_of_the_current_client(dask_client: Client) -> None:
+    assert _cluster_workers() == 2
+
+
+def test_without_a_distributed_client_one_process_holds_the_whole_share() -> None:
+    assert _cluster_workers() == 1
+
+
+def test_a_job_counts_the_workers_of_the_local_cluster_it_starts() -> None:
+    async def count() -> int:
+        async with _dask_client(ClusterSettings(workers=2)) as client:
+            return await worker_count(client)
+
+    assert asyncio.run(count()) == 2
 
 
 def test_errors_raise_fails_the_computation_with_the_partition_failures() -> None:

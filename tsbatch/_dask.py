@@ -60,9 +60,11 @@ def _cluster_workers() -> int:
     try:
         from distributed import default_client
 
-        return max(1, len(default_client().scheduler_info()["workers"]))
+        client = default_client()
     except ValueError:
         return 1
+    # Asked of the scheduler, not of the client's cached scheduler_info(), which can lag.
+    return max(1, len(client.nthreads()))
 
 
 def _classify_frame_partition(
@@ -192,7 +194,13 @@ async def _dask_client(cluster: ClusterSettings) -> AsyncIterator[Client]:
         ) as local,
         Client(local, asynchronous=True) as client,
     ):
+        await client.wait_for_workers(cluster.workers)
         yield client
+
+
+async def worker_count(dask: Client) -> int:
+    """Worker processes connected now, asked of the scheduler (an async client's cached info lags)."""
+    return len(await dask.nthreads())
 
 
 class DaskJob(Job):
@@ -227,7 +235,7 @@ class DaskJob(Job):
         model, version = settings.model, settings.version
         if todo:
             async with _dask_client(self.cluster) as dask:
-                workers = len(dask.scheduler_info()["workers"])
+                workers = await worker_count(dask)
                 if len(pieces) < workers:
                     logger.warning(
                         "INPUT makes %d partitions for %d workers: write it with smaller row groups "
