@@ -287,6 +287,28 @@ def test_the_dask_job_writes_what_the_pandas_job_writes(
     assert not list(dask_out.glob(".*.tmp"))
 
 
+def test_the_command_starts_its_own_cluster_and_shares_the_load_between_its_workers(
+    torchserve: local.LocalServer, two_files: Path, test_split: pd.DataFrame
+) -> None:
+    env = server_env(torchserve)
+    runs = {}
+    for engine in ("pandas", "dask"):
+        output = two_files.parent / engine
+        command = [sys.executable, "-m", "tsbatch._cli", "classify", str(two_files), str(output)]
+        options = ["--id-column=id", "--mode=rows", f"--rows-per-part={4 * ROW_GROUP}", f"--engine={engine}"]
+        if engine == "dask":
+            options.append("--workers=2")
+        done = subprocess.run([*command, *options], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        metadata = [json.loads(pq.read_schema(p).metadata[b"tsbatch"]) for p in output.glob("part-*.parquet")]
+        runs[engine] = {m["in_flight"] for m in metadata}
+        ids = read_output(output)["id"]
+        assert ids.is_unique and set(ids) == set(test_split["id"])
+    # rows mode sizes the total from the model (2 x batch size x workers); each of 2 workers has half.
+    (total,) = runs["pandas"]
+    assert runs["dask"] == {total // 2}
+
+
 def test_a_pandas_output_is_not_resumed_by_the_dask_engine(
     cluster: LocalCluster, config: ClientConfig, two_files: Path
 ) -> None:

@@ -317,6 +317,7 @@ def write_part(settings: JobSettings, index: int, out: pd.DataFrame, result: Eng
         "model": result.model,
         "model_version": result.version,
         "tsbatch_version": __version__,
+        "in_flight": result.concurrency,  # requests in flight: a Dask worker's share of the total
         "settings": {
             **settings.identity(),
             "mode": settings.mode,
