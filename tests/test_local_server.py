@@ -171,6 +171,22 @@ def test_start_and_stop_without_token_auth(demo_archive: Path, tmp_path: Path) -
     assert not local.stop(settings.run_dir)
 
 
+@pytest.mark.parametrize("content", ["", '{"inference": {'])
+def test_a_key_file_still_being_written_means_not_ready_yet(tmp_path: Path, content: str) -> None:
+    (tmp_path / "key_file.json").write_text(content)
+    server = local.LocalServer(
+        run_dir=tmp_path,
+        pid=0,
+        inference_url="http://127.0.0.1:9",
+        management_url="http://127.0.0.1:9",
+        metrics_url="http://127.0.0.1:9",
+        model_name="demo",
+        token_auth=True,
+        create_time=0.0,
+    )
+    assert local._ready(server) is False
+
+
 def test_a_busy_port_is_refused_with_what_to_do(demo_archive: Path, tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

@@ -238,10 +238,14 @@ def _get(url: str, token: str | None, timeout: float = 2.0) -> tuple[int, bytes]
 def _ready(server: LocalServer) -> bool:
     if server.key_file is not None and not server.key_file.is_file():
         return False
-    status_code, _ = _get(f"{server.inference_url}/ping", server.inference_token())
+    try:
+        inference, management = server.inference_token(), server.management_token()
+    except (ValueError, KeyError):  # TorchServe is still writing the key file
+        return False
+    status_code, _ = _get(f"{server.inference_url}/ping", inference)
     if status_code != 200:
         return False
-    status_code, body = _get(f"{server.management_url}/models/{server.model_name}", server.management_token())
+    status_code, body = _get(f"{server.management_url}/models/{server.model_name}", management)
     if status_code != 200:
         return False
     workers = json.loads(body)[0].get("workers", [])
@@ -338,15 +342,18 @@ def start(settings: ServeSettings = ServeSettings(), say: Callable[[str], None] 
     _state_file(run_dir).write_text(json.dumps(state, indent=2) + "\n")
 
     deadline = time.monotonic() + settings.startup_timeout
-    while not _ready(server):
-        if not server.is_running():
-            raise LocalServerError(f"TorchServe exited while starting{_log_tail(run_dir)}")
-        if time.monotonic() > deadline:
-            stop(run_dir)
-            raise LocalServerError(
-                f"TorchServe was not ready within {settings.startup_timeout:.0f}s{_log_tail(run_dir)}"
-            )
-        time.sleep(0.25)
+    try:
+        while not _ready(server):
+            if not server.is_running():
+                raise LocalServerError(f"TorchServe exited while starting{_log_tail(run_dir)}")
+            if time.monotonic() > deadline:
+                raise LocalServerError(
+                    f"TorchServe was not ready within {settings.startup_timeout:.0f}s{_log_tail(run_dir)}"
+                )
+            time.sleep(0.25)
+    except BaseException:
+        stop(run_dir)  # whatever went wrong, no half-started server is left behind
+        raise
     return server
 
 
