@@ -113,9 +113,12 @@ def test_interrupting_the_sync_form_in_a_notebook_stops_cleanly() -> None:
         async def notebook_cell() -> None:
             threading.Thread(target=interrupt_when_busy, daemon=True).start()
             try:
-                frame.ts.classify(
+                result = frame.ts.classify(
                     "text", config=config_for(server.url), registry=CollectorRegistry(), progress=False
                 )
+                # Not expected: what came back, so that a failure says what happened.
+                stopped["returned"] = result["ts_error"].fillna(result["ts_status"]).value_counts().to_dict()
+                stopped["requests"] = len(server.requests)
             except KeyboardInterrupt:
                 stopped["interrupted"] = True
             stopped["runner threads"] = [t.name for t in threading.enumerate() if t.name == "tsbatch-run"]
