@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import asyncio
 import json
+import signal
 import threading
 
 import pandas as pd
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.client_helpers import sample
 from tests.scripted_server import ScriptedServer, ServerThread, torchserve_error
-from tsbatch import BreakerPolicy, ClientConfig, RetryPolicy, batch_metrics
+from tsbatch import BreakerPolicy, ClientConfig, RetryPolicy, Timeouts, batch_metrics
 from tsbatch._progress import progress_enabled
 
 POISON = "poison"
@@ -112,9 +113,11 @@ def test_interrupting_the_sync_form_in_a_notebook_stops_cleanly() -> None:
 
         async def notebook_cell() -> None:
             threading.Thread(target=interrupt_when_busy, daemon=True).start()
+            # Held requests time out well before pytest would, should the interrupt never come.
+            config = config_for(server.url, timeouts=Timeouts(request=20))
             try:
                 result = frame.ts.classify(
-                    "text", config=config_for(server.url), registry=CollectorRegistry(), progress=False
+                    "text", config=config, registry=CollectorRegistry(), progress=False
                 )
                 # Not expected: what came back, so that a failure says what happened.
                 stopped["returned"] = result["ts_error"].fillna(result["ts_status"]).value_counts().to_dict()
@@ -124,11 +127,15 @@ def test_interrupting_the_sync_form_in_a_notebook_stops_cleanly() -> None:
             stopped["runner threads"] = [t.name for t in threading.enumerate() if t.name == "tsbatch-run"]
 
         # Like ipykernel, and unlike asyncio.run, the loop leaves SIGINT to Python's default handler.
+        # That handler must be installed: a process started in the background inherits SIGINT
+        # ignored, and then interrupt_main() does nothing.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(asyncio.wait_for(notebook_cell(), timeout=30))
         finally:
             loop.close()
+            signal.signal(signal.SIGINT, previous)
     assert stopped == {"interrupted": True, "runner threads": []}
 
 
