@@ -37,7 +37,7 @@ def make_client(
     recovery_timeout: float = 60.0,
     request_timeout: float = 5.0,
     health_interval: float = 30.0,
-    budget_reserve: float = 10.0,
+    budget_per_second: float = 1.0,
     **client_options: Any,
 ) -> TorchServeClient:
     config = ClientConfig(
@@ -45,7 +45,7 @@ def make_client(
         management_url=url,
         model="demo",
         timeouts=Timeouts(connect=2.0, request=request_timeout),
-        retry=RetryPolicy(attempts=attempts, budget_reserve=budget_reserve),
+        retry=RetryPolicy(attempts=attempts, budget_min_per_second=budget_per_second),
         breaker=BreakerPolicy(failure_threshold=failure_threshold, recovery_timeout=recovery_timeout),
         health=HealthPolicy(interval=health_interval, timeout=2.0),
     )

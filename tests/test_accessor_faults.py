@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.client_helpers import sample
 from tests.scripted_server import ScriptedServer, ServerThread, torchserve_error
-from tsbatch import BreakerPolicy, ClientConfig, RetryPolicy, Timeouts, batch_metrics
+from tsbatch import BreakerPolicy, ClientConfig, OutagePolicy, RetryPolicy, Timeouts, batch_metrics
 from tsbatch._progress import progress_enabled
 
 POISON = "poison"
@@ -73,14 +73,16 @@ def test_bisection_isolates_a_poison_text_that_fails_the_whole_list() -> None:
     assert batch_metrics(result)["status"].tolist() == ["partial"]
 
 
-def test_an_open_breaker_turns_the_remaining_rows_into_errors_quickly() -> None:
+def test_without_an_outage_budget_an_open_breaker_fails_the_remaining_rows_at_once() -> None:
     frame = pd.DataFrame({"text": [f"t{i}" for i in range(50)]})
     registry = CollectorRegistry()
-    down = torchserve_error(503, "ServiceUnavailableException", "no worker")
+    dying = torchserve_error(500, "InternalServerException", "Worker died.")
 
     async def scenario() -> tuple[pd.DataFrame, int]:
-        async with ScriptedServer([down]) as server:
-            config = config_for(server.url, breaker=BreakerPolicy(failure_threshold=3))
+        async with ScriptedServer([dying]) as server:
+            config = config_for(
+                server.url, breaker=BreakerPolicy(failure_threshold=3), outage=OutagePolicy(max_outage=0)
+            )
             result = await frame.ts.aclassify(
                 "text", config=config, registry=registry, mode="rows", concurrency=1, progress=False
             )
@@ -88,9 +90,10 @@ def test_an_open_breaker_turns_the_remaining_rows_into_errors_quickly() -> None:
 
     result, requests = asyncio.run(scenario())
     assert (result["ts_status"] == "error").all()
-    # The model-info lookup fails too and counts: it and two rows open the breaker.
-    assert requests == 3
-    assert result["ts_error"].str.contains("circuit breaker open").sum() == 48
+    # The model-info lookup fails too, but the management API has no breaker: three rows open it.
+    assert requests == 1 + 3
+    assert result["ts_error"].str.contains("circuit breaker open").sum() == 47
+    assert result["ts_attempts"].tolist() == [1, 1, 1] + [0] * 47
     assert sample(registry, "torchserve_circuit_breaker_trips_total") == 1
 
 

@@ -202,12 +202,12 @@ def _closed_port() -> int:
 
 
 def test_a_dead_server_gets_no_retry_storm(registry: CollectorRegistry, fake_time: FakeTime) -> None:
-    calls, attempts_each, reserve = 100, 5, 10
+    calls, attempts_each, reserve = 100, 5, 10  # the reserve: 1 per second of the 10 s window
 
     async def scenario() -> None:
         url = f"http://127.0.0.1:{_closed_port()}"
         client = make_client(
-            url, registry, fake_time, attempts=attempts_each, failure_threshold=10_000, budget_reserve=reserve
+            url, registry, fake_time, attempts=attempts_each, failure_threshold=10_000, budget_per_second=1
         )
         async with client:
             for _ in range(calls):
@@ -227,7 +227,7 @@ def test_breaker_opens_after_consecutive_failures_and_refuses_without_io(
     registry: CollectorRegistry, fake_time: FakeTime
 ) -> None:
     async def scenario() -> None:
-        async with ScriptedServer([OVERLOADED]) as server:
+        async with ScriptedServer([WORKER_DIED]) as server:
             client = make_client(server.url, registry, fake_time, attempts=1, failure_threshold=3)
             async with client:
                 for _ in range(3):
@@ -249,7 +249,7 @@ def test_half_open_lets_exactly_one_probe_out_of_64_callers(
     registry: CollectorRegistry, fake_time: FakeTime
 ) -> None:
     async def scenario() -> None:
-        async with ScriptedServer([OVERLOADED, OVERLOADED]) as server:
+        async with ScriptedServer([WORKER_DIED, WORKER_DIED]) as server:
             client = make_client(server.url, registry, fake_time, attempts=1, failure_threshold=2)
             async with client:
                 for _ in range(2):
@@ -278,7 +278,7 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_stuck(
     registry: CollectorRegistry, fake_time: FakeTime
 ) -> None:
     async def scenario() -> None:
-        async with ScriptedServer([OVERLOADED]) as server:
+        async with ScriptedServer([WORKER_DIED]) as server:
             client = make_client(server.url, registry, fake_time, attempts=1, failure_threshold=1)
             async with client:
                 with pytest.raises(TorchServeInferenceError):
@@ -299,22 +299,35 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_stuck(
     run(scenario)
 
 
-def test_a_failing_ping_counts_and_a_healthy_one_allows_an_early_probe(
-    registry: CollectorRegistry, fake_time: FakeTime
-) -> None:
+def test_a_failing_ping_never_opens_the_breaker(registry: CollectorRegistry, fake_time: FakeTime) -> None:
     async def scenario() -> None:
         steps = [torchserve_error(500, "InternalServerException", "Unhealthy")]
         async with ScriptedServer(steps) as server:
             client = make_client(server.url, registry, fake_time, failure_threshold=1, health_interval=0)
             async with client:
-                health = await client.health()
-                assert not health.healthy and not client.is_healthy()
+                for _ in range(5):
+                    assert not (await client.health()).healthy
+                assert client.breaker_state == "closed"
+                server.steps.append(prediction("games"))
+                assert (await client.predict("x")).prediction.label == "games"
+
+    run(scenario)
+
+
+def test_a_healthy_ping_lets_the_probe_out_before_the_recovery_timeout(
+    registry: CollectorRegistry, fake_time: FakeTime
+) -> None:
+    async def scenario() -> None:
+        async with ScriptedServer([WORKER_DIED]) as server:
+            client = make_client(server.url, registry, fake_time, attempts=1, failure_threshold=1)
+            async with client:
+                with pytest.raises(TorchServeInferenceError):
+                    await client.predict("x")
                 assert client.breaker_state == "open"
                 with pytest.raises(CircuitOpenError):
                     await client.predict("x")
                 server.steps.append(reply(200, {"status": "Healthy"}))
                 assert (await client.health()).healthy
-                assert client.is_healthy()
                 assert client.breaker_state == "half_open"
                 server.steps.append(prediction())
                 await client.predict("x")

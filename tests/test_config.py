@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tsbatch import (
     RetryPolicy,
     TorchServeClient,
 )
+from tsbatch._auth import Tokens
 
 
 def test_defaults_match_the_documented_ones() -> None:
@@ -107,6 +109,16 @@ def test_an_unreadable_key_file_names_the_file_not_its_content(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"key_file\.json cannot be read") as caught:
         TorchServeClient(key_file=key_file, registry=CollectorRegistry())
     assert "secret-but-broken" not in str(caught.value)
+
+
+def test_a_key_file_that_does_not_exist_yet_is_read_once_it_appears(tmp_path: Path) -> None:
+    key_file = tmp_path / "key_file.json"  # TorchServe writes it when it starts
+    tokens = Tokens(Auth(key_file=key_file))
+    assert tokens.header("inference") == {}
+    key_file.write_text(json.dumps({"inference": {"key": "abc"}, "management": {"key": "def"}}))
+    tokens.reload()
+    assert tokens.header("inference") == {"Authorization": "Bearer abc"}
+    assert tokens.header("management") == {"Authorization": "Bearer def"}
 
 
 def test_a_second_client_on_the_same_registry_is_fine() -> None:

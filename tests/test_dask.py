@@ -23,7 +23,7 @@ from aiohttp import web
 from distributed import Client, LocalCluster
 
 import tsbatch.dask  # registers ddf.ts
-from tests.conftest import free_ports
+from tests.conftest import SESSION_BATCH_SIZE, free_ports
 from tests.job_helpers import parts_done, server_config, server_env, wait_for
 from tests.scripted_server import ServerThread, prediction, torchserve_error
 from tsbatch import ClientConfig
@@ -202,24 +202,32 @@ def _rows_step(server_state: dict[str, int]) -> object:
 
 
 @pytest.mark.parametrize(
-    ("concurrency", "workers", "share"),
-    [(6, 1, 6), (6, 3, 2), (None, 1, 8), (None, 4, 2)],
+    ("limit", "workers", "share"),
+    [
+        ({"concurrency": 6}, 1, 6),
+        ({"concurrency": 6}, 3, 2),
+        ({"max_concurrency": 8}, 1, 8),
+        ({"max_concurrency": 8}, 4, 2),
+    ],
 )
 def test_the_total_in_flight_limit_is_shared_among_workers(
-    concurrency: int | None, workers: int, share: int
+    limit: dict[str, int], workers: int, share: int
 ) -> None:
     state = {"now": 0, "most": 0}
     frame = dd.from_pandas(pd.DataFrame({"text": [f"text {i}" for i in range(96)]}), npartitions=4)
     with ServerThread([_rows_step(state)]) as server:  # type: ignore[list-item]
         config = ClientConfig(url=server.url, management_url=server.url)
-        options = {"mode": "rows", "concurrency": concurrency, "workers": workers}
+        options = {"mode": "rows", "workers": workers, **limit}
         result = frame.ts.classify("text", config=config, **options).compute(
             scheduler="threads", num_workers=4
         )
     assert (result["ts_status"] == "ok").all()
     # Four partitions run at once in this one process; together they stay within its share
-    # of the total (given, or sized from the model as for one pandas process).
-    assert state["most"] == share
+    # of the total: pinned, they use all of it; adapting, they never go above it.
+    if "concurrency" in limit:
+        assert state["most"] == share
+    else:
+        assert state["most"] <= share
 
 
 def test_the_share_divides_by_the_workers_of_the_current_client(dask_client: Client) -> None:
@@ -301,12 +309,17 @@ def test_the_command_starts_its_own_cluster_and_shares_the_load_between_its_work
         done = subprocess.run([*command, *options], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         metadata = [json.loads(pq.read_schema(p).metadata[b"tsbatch"]) for p in output.glob("part-*.parquet")]
-        runs[engine] = {m["in_flight"] for m in metadata}
+        runs[engine] = [m["in_flight"] for m in metadata]
         ids = read_output(output)["id"]
         assert ids.is_unique and set(ids) == set(test_split["id"])
-    # rows mode sizes the total from the model (2 x batch size x workers); each of 2 workers has half.
-    (total,) = runs["pandas"]
-    assert runs["dask"] == {total // 2}
+    # rows mode starts the total from the model (2 x batch size x workers), and the limit then
+    # adapts; each of 2 workers starts from half of it, with the first part it runs.
+    first = json.loads(
+        pq.read_schema(two_files.parent / "pandas" / "part-00000.parquet").metadata[b"tsbatch"]
+    )
+    total = first["in_flight"]
+    assert total == 2 * SESSION_BATCH_SIZE and first["adaptive"]
+    assert runs["dask"].count(total // 2) >= 2
 
 
 def test_a_pandas_output_is_not_resumed_by_the_dask_engine(

@@ -107,7 +107,8 @@ def test_options_are_checked() -> None:
 
 def test_engine_settings_come_from_the_environment() -> None:
     config = EngineConfig.from_env({"MAX_BATCH_SIZE": "16", "MAX_CONCURRENCY": "8", "MAX_TEXT_LENGTH": "500"})
-    assert (config.limits.max_rows, config.concurrency, config.max_text_length) == (16, 8, 500)
+    assert (config.limits.max_rows, config.max_concurrency, config.max_text_length) == (16, 8, 500)
+    assert config.concurrency is None  # MAX_CONCURRENCY is a ceiling: the limit adapts below it
     with pytest.raises(ConfigError, match="MAX_BATCH_SIZE must be >= 1"):
         EngineConfig.from_env({"MAX_BATCH_SIZE": "0"})
 

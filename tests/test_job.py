@@ -152,7 +152,13 @@ def test_retry_failed_recovers_rows_failed_by_a_server_stopped_mid_job(
     settings = serve_settings(tmp_path / "server", demo_archive, token_auth=False)
     server = local.start(settings, say=lambda _: None)
     output = three_files.parent / "out"
-    env = {**server_env(server), "RETRY_ATTEMPTS": "1", "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "2"}
+    # Without an outage budget the rows fail while the server is down, as they did before pausing.
+    env = {
+        **server_env(server),
+        "RETRY_ATTEMPTS": "1",
+        "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "2",
+        "TSBATCH_MAX_OUTAGE_S": "0",
+    }
     command = cli(
         "classify",
         str(three_files),
@@ -220,7 +226,9 @@ def test_bad_input_is_refused_with_exit_2_and_nothing_written(
     a_file.write_text("x")
     assert "exists and is not a folder" in refused(["classify", str(three_files), str(a_file)], capsys)
     (port,) = free_ports(1)
-    err = refused(["classify", str(three_files), str(output), f"--url=http://127.0.0.1:{port}"], capsys)
+    # A job that may not wait (no outage budget) refuses a server it cannot reach.
+    unreachable = ["classify", str(three_files), str(output), f"--url=http://127.0.0.1:{port}"]
+    err = refused([*unreachable, "--max-outage=0"], capsys)
     assert f"TorchServe at http://127.0.0.1:{port} is not reachable" in err
     assert f"GET http://127.0.0.1:{port}/ping" in err
     assert not output.exists()

@@ -24,6 +24,8 @@ EXPECTED = [
     "InputValidationError",
     "LocalServerError",
     "ModelInfo",
+    "OutageError",
+    "OutagePolicy",
     "PredictResult",
     "Prediction",
     "RetryPolicy",

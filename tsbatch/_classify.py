@@ -33,6 +33,7 @@ class FrameOptions:
     non_string: NonString = "convert"
     batch_size: int | None = None
     concurrency: int | None = None
+    max_concurrency: int | None = None
     max_text_length: int | None = None
     progress: bool | None = None
 
@@ -44,7 +45,10 @@ class FrameOptions:
 
     def classify_options(self) -> ClassifyOptions:
         engine = EngineConfig.from_env().with_options(
-            batch_size=self.batch_size, concurrency=self.concurrency, max_text_length=self.max_text_length
+            batch_size=self.batch_size,
+            concurrency=self.concurrency,
+            max_concurrency=self.max_concurrency,
+            max_text_length=self.max_text_length,
         )
         return ClassifyOptions(
             model=self.model,
@@ -88,8 +92,8 @@ async def aclassify_frame(
     out = result_frame(frame, result, prefix=options.prefix, include_scores=options.include_scores)
     failed = failures(out)
     if options.errors == "raise" and len(failed):
-        first = failed["ts_error"].iloc[0]
+        cause = result.outage or f"first: {failed['ts_error'].iloc[0]}"
         raise ClassificationError(
-            f"{len(failed)} of {len(out)} rows failed; first: {first}", failures=failed, result=out
+            f"{len(failed)} of {len(out)} rows failed; {cause}", failures=failed, result=out
         )
     return out

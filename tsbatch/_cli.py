@@ -1,9 +1,19 @@
 """The ``tsbatch`` command line.
 
-Exit codes: 0 done; 1 done, but some rows failed (see ``_failed.parquet``) or
-the server is unhealthy; 2 bad input or settings, nothing written;
-128 + signal number when stopped by SIGINT or SIGTERM (resume by running the
-same command again).
+Exit codes, so that a scheduler can act on them:
+
+====  =====================================================================
+0     done, every row classified
+1     done, but some rows failed (see ``_failed.parquet``); or, for
+      ``health``, the server is unhealthy
+2     bad input or settings; nothing written
+74    OUTPUT could not be written (disk full, no permission); parts already
+      recorded are kept, nothing unwritten is recorded
+75    stopped: the server stayed unavailable for the whole outage budget
+      (``--max-outage``); resume by running the same command again
+128+n stopped by signal n (SIGINT, SIGTERM); resume by running the same
+      command again
+====  =====================================================================
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from tsbatch._job import (
     DEFAULT_ROWS_PER_PART,
     DEFAULT_STOP_TIMEOUT,
     Job,
+    JobOutage,
+    JobOutputError,
     JobSettings,
     JobStopped,
     JobSummary,
@@ -36,6 +48,13 @@ from tsbatch._job import (
 )
 from tsbatch._progress import progress_bar, progress_enabled
 from tsbatch._serve import local
+
+#: Exit codes (sysexits.h names where one fits).
+EXIT_OK = 0
+EXIT_ROWS_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_CANNOT_WRITE = 74  # EX_IOERR
+EXIT_OUTAGE = 75  # EX_TEMPFAIL: try again later
 
 
 def _add_serve_options(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +94,12 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, default=defaults.workers, help="model worker processes (default: %(default)s)"
     )
     parser.add_argument(
+        "--job-queue-size",
+        type=int,
+        default=defaults.job_queue_size,
+        help="requests TorchServe queues before it answers 503 (default: %(default)s)",
+    )
+    parser.add_argument(
         "--disable-token-auth",
         action="store_true",
         help="serve without TorchServe's token authorization (default: auth on)",
@@ -111,6 +136,7 @@ def _settings(args: argparse.Namespace) -> local.ServeSettings:
         batch_size=args.batch_size,
         max_batch_delay_ms=args.max_batch_delay,
         workers=args.workers,
+        job_queue_size=args.job_queue_size,
         token_auth=not args.disable_token_auth,
         model_archive=args.model_archive,
         training_data=args.data,
@@ -191,6 +217,10 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
 
 def _client_config(args: argparse.Namespace) -> ClientConfig:
     config = ClientConfig.from_env()
+    if getattr(args, "max_outage", None) is not None:
+        config = dataclasses.replace(
+            config, outage=dataclasses.replace(config.outage, max_outage=args.max_outage)
+        )
     auth = config.auth
     if args.key_file is not None:
         auth = dataclasses.replace(auth, key_file=args.key_file)
@@ -254,6 +284,7 @@ def _job_exit(job: Job, work: Callable[[], Awaitable[JobSummary]], args: argpars
         server, _ = start_http_server(
             args.metrics_port, addr=args.metrics_address, registry=job.metrics.registry
         )
+    resume = f"resume with: {shlex.join(sys.argv) if sys.argv else 'the same command'}"
     try:
         with progress_bar(progress_enabled(False if args.no_progress else None), "classify") as progress:
             job.progress = progress
@@ -261,8 +292,15 @@ def _job_exit(job: Job, work: Callable[[], Awaitable[JobSummary]], args: argpars
     except (JobStopped, asyncio.CancelledError):
         signum = job.received_signal or signal.SIGTERM
         print(f"stopped: finished parts are kept in {job.settings.output}", file=sys.stderr)
-        print(f"resume with: {shlex.join(sys.argv) if sys.argv else 'the same command'}", file=sys.stderr)
+        print(resume, file=sys.stderr)
         return 128 + int(signum)
+    except JobOutage as exc:
+        print(f"tsbatch: stopped: {exc}", file=sys.stderr)
+        print(resume, file=sys.stderr)
+        return EXIT_OUTAGE
+    except JobOutputError as exc:
+        print(f"tsbatch: error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_WRITE
     finally:
         if server is not None:
             server.shutdown()
@@ -270,7 +308,7 @@ def _job_exit(job: Job, work: Callable[[], Awaitable[JobSummary]], args: argpars
     if args.pushgateway:
         pushadd_to_gateway(args.pushgateway, job=job.settings.job_name, registry=job.metrics.registry)
         print(f"metrics pushed to {args.pushgateway} (job={job.settings.job_name})")
-    return 1 if summary.failed else 0
+    return EXIT_ROWS_FAILED if summary.failed else EXIT_OK
 
 
 def _add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -307,7 +345,20 @@ def _add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency",
         type=int,
-        help="requests in flight (default: MAX_CONCURRENCY or sized from the model)",
+        help="pin the requests in flight to this number (default: adapt to the server, starting from "
+        "an estimate made from the model's info)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        help="never more requests in flight than this (default: MAX_CONCURRENCY or the connection pool, 100)",
+    )
+    parser.add_argument(
+        "--max-outage",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long for an unavailable server before stopping with exit 75; 0 fails the rows "
+        "at once instead (default: TSBATCH_MAX_OUTAGE_S or 600)",
     )
 
 
@@ -323,6 +374,7 @@ def _classify(args: argparse.Namespace) -> int:
         mode=args.mode,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
+        max_concurrency=args.max_concurrency,
         rows_per_part=args.rows_per_part,
         overwrite=args.overwrite,
         job_name=args.job_name,
@@ -359,6 +411,7 @@ def _retry_failed(args: argparse.Namespace) -> int:
         mode=args.mode,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
+        max_concurrency=args.max_concurrency,
         job_name=args.job_name,
     )
     job = Job(settings, _client_config(args))
@@ -514,9 +567,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except JobOutputError as exc:
+        print(f"tsbatch: error: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_WRITE
     except (TorchServeError, ConfigError) as exc:
         print(f"tsbatch: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

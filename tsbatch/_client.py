@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from prometheus_client import CollectorRegistry
@@ -25,8 +25,11 @@ from tsbatch._errors import (
     TorchServeError,
     TorchServeInferenceError,
 )
+from tsbatch._limit import ConcurrencyLimit
 from tsbatch._metrics import client_metrics
+from tsbatch._outage import Availability
 from tsbatch._resilience import (
+    INVALID_PREDICTION,
     AsyncCircuitBreaker,
     RetryBudget,
     assess,
@@ -37,6 +40,8 @@ from tsbatch._transport import Reply, Transport
 from tsbatch._types import BatchResult, CallInfo, HealthStatus, ModelInfo, Prediction, PredictResult
 
 _PAGE_SIZE = 100
+#: Characters of an unusable reply quoted in its error message.
+_SNIPPET = 120
 T = TypeVar("T")
 
 
@@ -87,9 +92,19 @@ class TorchServeClient:
         self._transport = Transport(pool_size=config.pool_size, timeouts=config.timeouts, tls=config.tls)
         self._breaker = AsyncCircuitBreaker(config.breaker, clock=clock, metrics=self._metrics)
         self._budget = RetryBudget(config.retry, clock)
+        self.availability = Availability(
+            config.outage,
+            self._breaker,
+            clock=clock,
+            sleep=sleep,
+            metrics=self._metrics,
+            ping=self._check_health,
+        )
+        self._limits: dict[tuple[str, str, str], ConcurrencyLimit] = {}
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._health: HealthStatus | None = None
         self._health_check: asyncio.Future[HealthStatus] | None = None
+        self._predicted_at = -math.inf
 
     def __repr__(self) -> str:
         return (
@@ -107,12 +122,33 @@ class TorchServeClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
+        await self.availability.aclose()
         await self._transport.aclose()
 
     @property
     def breaker_state(self) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"``."""
         return self._breaker.state
+
+    def adaptive_limit(self, key: tuple[str, str, str], initial: int, ceiling: int) -> ConcurrencyLimit:
+        """The adaptive limit of requests in flight shared by runs on this client for ``key``
+        (model, version, mode).
+
+        Made on first use from ``initial``; later runs keep what it has learned
+        of the server and take the new ``ceiling``.
+        """
+        limit = self._limits.get(key)
+        if limit is None:
+            limit = self._limits[key] = ConcurrencyLimit(
+                initial, ceiling=ceiling, clock=self._clock, gauge=self._metrics.concurrency_limit
+            )
+        else:
+            limit.ceiling = ceiling
+        return limit
+
+    def fixed_limit(self, concurrency: int) -> ConcurrencyLimit:
+        """A fixed limit of ``concurrency`` requests in flight, shown by the limit gauge."""
+        return ConcurrencyLimit(concurrency, adaptive=False, gauge=self._metrics.concurrency_limit)
 
     # -- inference -------------------------------------------------------
 
@@ -127,7 +163,7 @@ class TorchServeClient:
         _check_text(text, "text")
         name = model or self.config.model
         started = self._clock()
-        prediction, reply, attempts = await self._send(
+        prediction, reply, attempts, overloads = await self._send(
             "predict",
             "POST",
             self._predictions_url(model, version),
@@ -138,7 +174,7 @@ class TorchServeClient:
             version=version,
             parse=lambda reply: _parse_prediction(_json(reply, name, version), name, version),
         )
-        return PredictResult(prediction, CallInfo(self._clock() - started, attempts, reply.status))
+        return PredictResult(prediction, CallInfo(self._clock() - started, attempts, reply.status, overloads))
 
     async def predict_batch(
         self, texts: Sequence[str], *, model: str | None = None, version: str | None = None
@@ -157,7 +193,7 @@ class TorchServeClient:
             if not isinstance(body, list) or len(body) != len(texts):
                 got = f"{len(body)} predictions" if isinstance(body, list) else type(body).__name__
                 raise TorchServeInferenceError(
-                    f"model {name!r} answered {len(texts)} texts with {got}",
+                    f"model {name!r} answered {len(texts)} texts with {got}: {snippet(reply.body)}",
                     status=reply.status,
                     error_type="LengthMismatch",
                     model=name,
@@ -166,7 +202,7 @@ class TorchServeClient:
             return [_parse_prediction(item, name, version) for item in body]
 
         started = self._clock()
-        predictions, reply, attempts = await self._send(
+        predictions, reply, attempts, overloads = await self._send(
             "predict_batch",
             "POST",
             self._predictions_url(model, version),
@@ -177,7 +213,7 @@ class TorchServeClient:
             version=version,
             parse=parse,
         )
-        return BatchResult(predictions, CallInfo(self._clock() - started, attempts, reply.status))
+        return BatchResult(predictions, CallInfo(self._clock() - started, attempts, reply.status, overloads))
 
     # -- health ----------------------------------------------------------
 
@@ -199,10 +235,15 @@ class TorchServeClient:
             if check.done() and self._health_check is check:
                 self._health_check = None
 
+    async def reachable(self) -> bool:
+        """Whether the inference API answers ``/ping`` at all now (healthy or not); not cached."""
+        return (await self._check_health()).status != "Unreachable"
+
     async def _check_health(self) -> HealthStatus:
         started = self._clock()
         status, code = "Unhealthy", "error"
         error: TorchServeError | None = None
+        connected = True
         try:
             reply = await self._transport.request(
                 "GET",
@@ -211,7 +252,6 @@ class TorchServeClient:
                 timeout=self.config.health.timeout,
             )
             code = str(reply.status)
-            self._metrics.connection_status.set(1)
             if reply.status == 200:
                 body = _json(reply, None, None)
                 status = str(body.get("status", "Unknown")) if isinstance(body, dict) else "Unknown"
@@ -221,16 +261,19 @@ class TorchServeClient:
         except (TorchServeConnectionError, TorchServeInferenceError) as exc:
             error = exc
             if isinstance(exc, TorchServeConnectionError):
-                self._metrics.connection_status.set(0)
+                connected = False
                 status = "Unreachable"
         latency = self._clock() - started
         self._metrics.requests.labels("health", code).inc()
         self._metrics.duration.labels("health").observe(latency)
+        # Predictions speak for the connection: a ping only does while none were sent lately.
+        if self._clock() - self._predicted_at > self.config.health.interval:
+            self._metrics.connection_status.set(1 if connected else 0)
         healthy = error is None and status == "Healthy"
-        if isinstance(error, TorchServeInferenceError) and error.status in (400, 401, 403):
-            self._breaker.health_result(True)  # the server answered: an auth problem is not ill health
-        else:
-            self._breaker.health_result(healthy)
+        # The server answered (an auth problem is not ill health): a probe may go out now.
+        # A failed check never counts against the breaker: /ping is a hint, predictions decide.
+        if healthy or (isinstance(error, TorchServeInferenceError) and error.status in (400, 401, 403)):
+            self._breaker.server_answered()
         result = HealthStatus(healthy, status, self._clock(), latency, str(error) if error else None)
         self._health = result
         return result
@@ -259,7 +302,7 @@ class TorchServeClient:
             entries = _json(reply, name, None)
             return [str(e.get("modelVersion")) for e in entries if isinstance(e, dict)]
 
-        entry, _, _ = await self._send(
+        entry, *_ = await self._send(
             "model_info",
             "GET",
             f"{url}?customized=true",
@@ -268,7 +311,7 @@ class TorchServeClient:
             version=version,
             parse=first_entry,
         )
-        versions, _, _ = await self._send(
+        versions, *_ = await self._send(
             "model_info", "GET", f"{base}/all", api="management", model=name, parse=version_list
         )
         workers = entry.get("workers") or []
@@ -298,7 +341,7 @@ class TorchServeClient:
         token: str | None = None
         while True:
             query = f"limit={_PAGE_SIZE}" + (f"&next_page_token={quote(token)}" if token else "")
-            body, _, _ = await self._send(
+            body, *_ = await self._send(
                 "list_models",
                 "GET",
                 f"{self._management_url}/models?{query}",
@@ -324,22 +367,31 @@ class TorchServeClient:
         model: str | None = None,
         version: str | None = None,
         parse: Callable[[Reply], T],
-    ) -> tuple[T, Reply, int]:
-        """One call: retries around breaker-guarded attempts.
+    ) -> tuple[T, Reply, int, int]:
+        """One call: retries around attempts, each guarded by the breaker on the inference API.
 
         ``parse`` turns a 200 reply into the result inside the attempt, so an
         unusable reply counts for the breaker.  Returns the result, the last
-        reply and the number of attempts.
+        reply, the requests sent and how many of them were answered with an
+        overload signal.  A failed call's error carries the requests sent in
+        ``attempts``.  The management API has no breaker: model info stays
+        available while predictions are paused.
         """
-        attempts = 0
+        attempts = overloads = 0
+        retrying: str | None = None  # the reason for the next attempt, counted once it is sent
         self._budget.deposit()
         name = model or self.config.model
+        guarded = api == "inference"
+        availability = self.availability
 
         async def attempt() -> tuple[T, Reply]:
-            nonlocal attempts
+            nonlocal attempts, overloads, retrying
+            permit = self._breaker.admit() if guarded else None
             attempts += 1
-            permit = self._breaker.admit()
-            error: TorchServeInferenceError | None = None
+            if retrying is not None:
+                self._metrics.retries.labels(method, retrying).inc()
+                retrying = None
+            error: TorchServeError | None = None
             try:
                 reply = await self._exchange(method, http_method, url, api, data, content_type)
                 if reply.status != 200:
@@ -349,36 +401,56 @@ class TorchServeClient:
                         result = parse(reply)
                     except TorchServeInferenceError as exc:
                         error = exc
-            except TorchServeConnectionError:
-                self._breaker.record(permit, failure=True)
+            except TorchServeConnectionError as exc:
+                if permit is not None:
+                    self._breaker.record(permit, failure=True)
+                    availability.failed(str(exc))
                 raise
-            except BaseException:
-                self._breaker.release(permit)
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                if permit is not None:
+                    self._breaker.release(permit)
                 raise
+            except Exception as exc:  # a fault of this request alone must not abort the caller's run
+                error = TorchServeInferenceError(
+                    f"{method} failed unexpectedly: {type(exc).__name__}: {exc}",
+                    status=0,
+                    error_type="ClientError",
+                    model=name,
+                    version=version,
+                )
             verdict = assess(error)
-            if verdict.breaker_failure:
-                self._breaker.record(permit, failure=True)
-            elif error is None:
-                self._breaker.record(permit, failure=False)
-            else:
-                self._breaker.record_neutral(permit)
+            overloads += verdict.overload
+            if permit is not None:
+                if verdict.breaker_failure:
+                    self._breaker.record(permit, failure=True)
+                elif error is None:
+                    self._breaker.record(permit, failure=False)
+                else:
+                    self._breaker.record_neutral(permit)
+                if verdict.breaker_failure or verdict.overload:
+                    availability.failed(str(error))
+                else:
+                    availability.succeeded()
             if error is not None:
                 raise error
             return result, reply
 
         def on_retry(reason: str, _delay: float) -> None:
-            self._metrics.retries.labels(method, reason).inc()
+            nonlocal retrying
+            retrying = reason
 
         try:
             result, reply = await call_with_retries(
                 attempt, policy=self.config.retry, budget=self._budget, sleep=self._sleep, on_retry=on_retry
             )
-        except CircuitOpenError:
-            self._metrics.requests.labels(method, "circuit_open").inc()
+        except TorchServeError as exc:
+            exc.attempts = attempts
+            if isinstance(exc, CircuitOpenError):
+                self._metrics.requests.labels(method, "circuit_open").inc()
             raise
-        return result, reply, attempts
+        return result, reply, attempts, overloads
 
-    def _observe(self, method: str, status: str, seconds: float, *, connected: bool) -> None:
+    def _observe(self, method: str, api: str, status: str, seconds: float, *, connected: bool) -> None:
         """Count one request; label children are looked up once per (method, status)."""
         key = (method, status)
         children = self._children.get(key)
@@ -388,7 +460,9 @@ class TorchServeClient:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
-        self._metrics.connection_status.set(1 if connected else 0)
+        if api == "inference":
+            self._metrics.connection_status.set(1 if connected else 0)
+            self._predicted_at = self._clock()
 
     async def _exchange(
         self, method: str, http_method: str, url: str, api: str, data: bytes | None, content_type: str | None
@@ -402,9 +476,9 @@ class TorchServeClient:
             try:
                 reply = await self._transport.request(http_method, url, data=data, headers=headers)
             except TorchServeConnectionError:
-                self._observe(method, "error", self._clock() - started, connected=False)
+                self._observe(method, api, "error", self._clock() - started, connected=False)
                 raise
-            self._observe(method, str(reply.status), self._clock() - started, connected=True)
+            self._observe(method, api, str(reply.status), self._clock() - started, connected=True)
             if first and reply.status == 400 and _error_type(reply) == "InvalidKeyException":
                 self._tokens.reload()
                 if self._tokens.header(api).get("Authorization") != headers.get("Authorization"):
@@ -426,7 +500,7 @@ def _json(reply: Reply, model: str | None, version: str | None) -> Any:
         return json.loads(reply.body)
     except ValueError:
         raise TorchServeInferenceError(
-            f"reply is not JSON ({len(reply.body)} bytes)",
+            f"reply is not JSON ({len(reply.body)} bytes): {snippet(reply.body)}",
             status=reply.status,
             error_type="MalformedResponse",
             model=model,
@@ -473,21 +547,59 @@ def _error_from_reply(reply: Reply, model: str | None, version: str | None) -> T
     )
 
 
+def snippet(value: Any) -> str:
+    """A short, printable excerpt of a reply or of one of its items, for error messages."""
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", errors="replace")
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=True)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return repr(text if len(text) <= _SNIPPET else text[:_SNIPPET] + "...")
+
+
+def _is_probability(value: Any) -> bool:
+    kind = type(value)  # exact types: bool is not a score
+    return (kind is float or kind is int) and 0.0 <= value <= 1.0  # NaN fails both comparisons
+
+
+def _invalid(reason: str, item: Any, model: str | None, version: str | None) -> TorchServeInferenceError:
+    return TorchServeInferenceError(
+        f"{reason}: {snippet(item)}", status=200, error_type=INVALID_PREDICTION, model=model, version=version
+    )
+
+
 def _parse_prediction(item: Any, model: str | None, version: str | None) -> Prediction:
-    """Read ``{"label", "score", "scores"}`` or a ``{class: probability}`` mapping."""
+    """Read ``{"label", "score", "scores"}`` or a ``{class: probability}`` mapping.
+
+    A reply of the right shape with an impossible value (a score that is NaN,
+    infinite or outside 0..1, a label that is not text) is an ``InvalidPrediction``;
+    a reply of another shape is a ``MalformedResponse``.
+    """
     if type(item) is dict and "label" in item:
-        score = item.get("score")
-        kind = type(score)  # exact types: bool is not a score
-        if (kind is float and math.isfinite(score)) or kind is int:  # type: ignore[arg-type]
-            scores = item.get("scores")
-            valid_scores = {str(k): float(v) for k, v in scores.items()} if type(scores) is dict else None
-            return Prediction(str(item["label"]), float(score), valid_scores)  # type: ignore[arg-type]
-    if isinstance(item, dict) and item and all(isinstance(v, int | float) for v in item.values()):
+        label, score, scores = item["label"], item.get("score"), item.get("scores")
+        if type(score) not in (float, int):
+            raise _invalid("prediction has no numeric score", item, model, version)
+        if not _is_probability(score):
+            raise _invalid("prediction score is not a probability", item, model, version)
+        if type(label) not in (str, int) or label == "":
+            raise _invalid("prediction label is not a class name", item, model, version)
+        if scores is None:
+            return Prediction(str(label), float(cast(float, score)))
+        if type(scores) is not dict or not all(_is_probability(v) for v in scores.values()):
+            raise _invalid("prediction scores are not probabilities", item, model, version)
+        return Prediction(
+            str(label), float(cast(float, score)), {str(k): float(v) for k, v in scores.items()}
+        )
+    if isinstance(item, dict) and item and all(type(v) in (float, int) for v in item.values()):
+        if not all(_is_probability(v) for v in item.values()):
+            raise _invalid("class scores are not probabilities", item, model, version)
         scores = {str(k): float(v) for k, v in item.items()}
-        label = max(scores, key=scores.__getitem__)
-        return Prediction(label, scores[label], scores)
+        best = max(scores, key=scores.__getitem__)
+        return Prediction(best, scores[best], scores)
     raise TorchServeInferenceError(
-        f"prediction has no label and score: {str(item)[:80]!r}",
+        f"prediction has no label and score: {snippet(item)}",
         status=200,
         error_type="MalformedResponse",
         model=model,

@@ -17,6 +17,8 @@ variable                               setting                     default
 ``CIRCUIT_BREAKER_RECOVERY_TIMEOUT``   seconds before a probe      60
 ``HEALTH_CHECK_INTERVAL``              seconds a result is cached  30
 ``HEALTH_CHECK_TIMEOUT``               seconds for one check       5
+``TSBATCH_MAX_OUTAGE_S``               seconds a run waits out an  600 (0: fail at once)
+                                       unavailable server
 ``TORCHSERVE_INFERENCE_TOKEN``         inference Bearer token      none
 ``TORCHSERVE_MANAGEMENT_TOKEN``        management Bearer token     none
 ``TORCHSERVE_KEY_FILE``                TorchServe key_file.json    none
@@ -24,7 +26,10 @@ variable                               setting                     default
 ``TORCHSERVE_VERIFY_TLS``              verify certificates         true
 ``MAX_BATCH_SIZE``                     rows in one batch           64
 ``MAX_BATCH_BYTES``                    request bytes in a batch    4 MiB (TorchServe takes 6.5 MB)
-``MAX_CONCURRENCY``                    requests in flight          sized from the model's info
+``MAX_CONCURRENCY``                    ceiling of requests in      the connection pool's size
+                                       flight (the limit adapts)
+``TSBATCH_ROW_ATTEMPTS``               requests a row may fail     10
+                                       before it is an error
 ``MAX_TEXT_LENGTH``                    longest text, characters    the model's own, else 100,000
 =====================================  ==========================  ==============================
 """
@@ -56,18 +61,22 @@ DEFAULT_BACKOFF_MAX = 10.0
 DEFAULT_RETRY_AFTER_CAP = 30.0
 DEFAULT_BUDGET_RATIO = 0.2
 DEFAULT_BUDGET_MIN_PER_SECOND = 1.0
-DEFAULT_BUDGET_RESERVE = 10.0
+DEFAULT_BUDGET_WINDOW = 10.0
 DEFAULT_FAILURE_THRESHOLD = 5
 DEFAULT_RECOVERY_TIMEOUT = 60.0
 DEFAULT_HALF_OPEN_PROBES = 1
 DEFAULT_HEALTH_INTERVAL = 30.0
 DEFAULT_HEALTH_TIMEOUT = 5.0
+DEFAULT_MAX_OUTAGE = 600.0
+DEFAULT_OUTAGE_POLL_INITIAL = 0.5
+DEFAULT_OUTAGE_POLL_MAX = 5.0
 DEFAULT_MAX_BATCH_SIZE = 64
 #: TorchServe refuses requests over 6.5 MB and its worker dies on replies over
 #: 6.5 MB: both are kept well below.
 DEFAULT_MAX_BATCH_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_REPLY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_TEXT_LENGTH = 100_000
+DEFAULT_ROW_ATTEMPTS = 10
 
 
 def _check(name: str, value: float, *, minimum: float, integer: bool = False, above: bool = False) -> None:
@@ -102,8 +111,10 @@ class Timeouts:
 class RetryPolicy:
     """Exponential backoff with full jitter, capped by attempts and by total time.
 
-    The retry budget lets retries be at most ``budget_ratio`` of requests, plus
-    ``budget_min_per_second`` and a starting ``budget_reserve``.
+    The retry budget lets the retries of the last ``budget_window`` seconds be
+    at most ``budget_ratio`` of that window's requests, plus
+    ``budget_min_per_second`` for each second of the window: a burst of
+    failures in a busy run is retried, a dead server gets no retry storm.
     """
 
     attempts: int = DEFAULT_RETRY_ATTEMPTS
@@ -113,7 +124,7 @@ class RetryPolicy:
     retry_after_cap: float = DEFAULT_RETRY_AFTER_CAP
     budget_ratio: float = DEFAULT_BUDGET_RATIO
     budget_min_per_second: float = DEFAULT_BUDGET_MIN_PER_SECOND
-    budget_reserve: float = DEFAULT_BUDGET_RESERVE
+    budget_window: float = DEFAULT_BUDGET_WINDOW
 
     def __post_init__(self) -> None:
         _check("RetryPolicy.attempts", self.attempts, minimum=1, integer=True)
@@ -124,9 +135,9 @@ class RetryPolicy:
             "retry_after_cap",
             "budget_ratio",
             "budget_min_per_second",
-            "budget_reserve",
         ):
             _check(f"RetryPolicy.{name}", getattr(self, name), minimum=0)
+        _check("RetryPolicy.budget_window", self.budget_window, minimum=0, above=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +164,27 @@ class HealthPolicy:
     def __post_init__(self) -> None:
         _check("HealthPolicy.interval", self.interval, minimum=0)
         _check("HealthPolicy.timeout", self.timeout, minimum=0, above=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutagePolicy:
+    """How long a batch run waits out an unavailable server before it gives up.
+
+    ``max_outage`` is the longest stretch of continuous unavailability (every
+    prediction failing, or held back by the open breaker) that a run waits
+    through; ``0`` fails the rows at once instead.  While it waits, ``/ping``
+    is polled every ``poll_initial`` seconds, doubling up to ``poll_max``, so
+    that the breaker's probe goes out as soon as the server answers.
+    """
+
+    max_outage: float = DEFAULT_MAX_OUTAGE
+    poll_initial: float = DEFAULT_OUTAGE_POLL_INITIAL
+    poll_max: float = DEFAULT_OUTAGE_POLL_MAX
+
+    def __post_init__(self) -> None:
+        _check("OutagePolicy.max_outage", self.max_outage, minimum=0)
+        _check("OutagePolicy.poll_initial", self.poll_initial, minimum=0, above=True)
+        _check("OutagePolicy.poll_max", self.poll_max, minimum=self.poll_initial)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +226,7 @@ class ClientConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
     health: HealthPolicy = field(default_factory=HealthPolicy)
+    outage: OutagePolicy = field(default_factory=OutagePolicy)
     auth: Auth = field(default_factory=Auth)
     tls: TLSConfig = field(default_factory=TLSConfig)
 
@@ -231,39 +264,51 @@ class BatchLimits:
 class EngineConfig:
     """How the batch engine splits and sends a column of texts.
 
-    ``concurrency`` and ``max_text_length`` left at ``None`` are taken from the
-    model's info (falling back to 32 and :data:`DEFAULT_MAX_TEXT_LENGTH`).
+    Requests in flight adapt between 1 and ``max_concurrency`` (default: the
+    client's connection pool), starting from an estimate made from the
+    model's info; ``concurrency`` pins them instead.  ``max_text_length`` left
+    at ``None`` is the model's own limit, else :data:`DEFAULT_MAX_TEXT_LENGTH`.
+    A row whose requests fail ``row_attempts`` times for reasons that a retry
+    may fix (resets, timeouts, dead workers) becomes an error row; overload
+    replies and the breaker's refusals do not count, since they only slow a
+    run down.
     """
 
     limits: BatchLimits = field(default_factory=BatchLimits)
     concurrency: int | None = None
+    max_concurrency: int | None = None
     max_text_length: int | None = None
+    row_attempts: int = DEFAULT_ROW_ATTEMPTS
 
     def __post_init__(self) -> None:
-        if self.concurrency is not None:
-            _check("EngineConfig.concurrency", self.concurrency, minimum=1, integer=True)
-        if self.max_text_length is not None:
-            _check("EngineConfig.max_text_length", self.max_text_length, minimum=1, integer=True)
+        for name in ("concurrency", "max_concurrency", "max_text_length"):
+            if getattr(self, name) is not None:
+                _check(f"EngineConfig.{name}", getattr(self, name), minimum=1, integer=True)
+        _check("EngineConfig.row_attempts", self.row_attempts, minimum=1, integer=True)
 
     def with_options(
         self,
         *,
         batch_size: int | None = None,
         concurrency: int | None = None,
+        max_concurrency: int | None = None,
         max_text_length: int | None = None,
     ) -> EngineConfig:
         """A copy with the options that are not ``None`` applied."""
         limits = self.limits if batch_size is None else dataclasses.replace(self.limits, max_rows=batch_size)
+        given = {
+            "concurrency": concurrency,
+            "max_concurrency": max_concurrency,
+            "max_text_length": max_text_length,
+        }
         return dataclasses.replace(
-            self,
-            limits=limits,
-            concurrency=self.concurrency if concurrency is None else concurrency,
-            max_text_length=self.max_text_length if max_text_length is None else max_text_length,
+            self, limits=limits, **{name: value for name, value in given.items() if value is not None}
         )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> EngineConfig:
-        """Read ``MAX_BATCH_SIZE``, ``MAX_BATCH_BYTES``, ``MAX_CONCURRENCY``, ``MAX_TEXT_LENGTH``."""
+        """Read ``MAX_BATCH_SIZE``, ``MAX_BATCH_BYTES``, ``MAX_CONCURRENCY``, ``MAX_TEXT_LENGTH``,
+        ``TSBATCH_ROW_ATTEMPTS``."""
         env = os.environ if env is None else env
         limits = _build(
             BatchLimits,
@@ -273,10 +318,15 @@ class EngineConfig:
         )
         config: EngineConfig = _build(
             cls,
-            {"concurrency": "MAX_CONCURRENCY", "max_text_length": "MAX_TEXT_LENGTH"},
+            {
+                "max_concurrency": "MAX_CONCURRENCY",
+                "max_text_length": "MAX_TEXT_LENGTH",
+                "row_attempts": "TSBATCH_ROW_ATTEMPTS",
+            },
             limits=limits,
-            concurrency=_env_number(env, "MAX_CONCURRENCY", None, integer=True),
+            max_concurrency=_env_number(env, "MAX_CONCURRENCY", None, integer=True),
             max_text_length=_env_number(env, "MAX_TEXT_LENGTH", None, integer=True),
+            row_attempts=_env_number(env, "TSBATCH_ROW_ATTEMPTS", DEFAULT_ROW_ATTEMPTS, integer=True),
         )
         return dataclasses.replace(config, **overrides)
 
@@ -352,6 +402,11 @@ def _from_env(env: Mapping[str, str]) -> ClientConfig:
         interval=_env_number(env, "HEALTH_CHECK_INTERVAL", DEFAULT_HEALTH_INTERVAL),
         timeout=_env_number(env, "HEALTH_CHECK_TIMEOUT", DEFAULT_HEALTH_TIMEOUT),
     )
+    outage = _build(
+        OutagePolicy,
+        {"max_outage": "TSBATCH_MAX_OUTAGE_S"},
+        max_outage=_env_number(env, "TSBATCH_MAX_OUTAGE_S", DEFAULT_MAX_OUTAGE),
+    )
     tls = _build(
         TLSConfig,
         {"ca_bundle": "TORCHSERVE_CA_BUNDLE", "verify": "TORCHSERVE_VERIFY_TLS"},
@@ -379,6 +434,7 @@ def _from_env(env: Mapping[str, str]) -> ClientConfig:
         retry=retry,
         breaker=breaker,
         health=health,
+        outage=outage,
         auth=auth,
         tls=tls,
     )

@@ -32,6 +32,7 @@ from tsbatch._job import (
     DEFAULT_DASK_WORKERS,
     Job,
     JobMetrics,
+    JobOutage,
     JobSettings,
     JobStopped,
     JobSummary,
@@ -137,20 +138,24 @@ class DaskFrameAccessor:
 
 @dataclass(frozen=True)
 class PieceResult:
-    """What a worker sends back for a written part: counts and per-batch metrics, not rows."""
+    """What a worker sends back for a written part: counts and per-batch metrics, not rows;
+    or, for a part the outage budget left unwritten, why."""
 
     index: int
     offset: int
     counts: dict[str, int]
-    batches: pd.DataFrame
+    batches: pd.DataFrame | None
     model: str
     version: str | None
+    outage: str | None = None
 
 
 def classify_piece(piece: Piece, settings: JobSettings, worker: WorkerSettings) -> PieceResult:
     """Read, classify and write one part on a worker."""
     frame = read_piece(piece, input_columns(settings)).to_pandas()
     result = classify_partition(frame, settings.column, worker)
+    if result.outage is not None:  # not written: a resume classifies the part again
+        return PieceResult(piece.index, piece.offset, {}, None, result.model, result.version, result.outage)
     out = part_frame(frame, result, settings, piece.offset)
     write_part(settings, piece.index, out, result)
     return PieceResult(
@@ -251,6 +256,9 @@ class DaskJob(Job):
                     metrics_address=self.cluster.metrics_address,
                 )
                 async for result in self._results(dask, todo, worker, manifest):
+                    if result.outage is not None:
+                        raise JobOutage(self._outage_message(manifest, result.outage))
+                    assert result.batches is not None
                     self.record_part(manifest, result.index, result.offset, result.counts, result.batches)
                     self.progress.advance(sum(result.counts.values()), result.counts["error"])
                     model, version = result.model, result.version

@@ -4,7 +4,8 @@ The tree::
 
     TorchServeError
     ├── TorchServeConnectionError   the server could not be reached or did not answer in time
-    │   └── CircuitOpenError        refused at once: the circuit breaker is open
+    │   ├── CircuitOpenError        refused at once: the circuit breaker is open
+    │   └── OutageError             the server stayed unavailable for the whole outage budget
     ├── TorchServeInferenceError    the server answered with an error or an unusable reply
     │   └── TorchServeAuthError     the token was refused, even after re-reading the key file
     ├── ClassificationError         some rows failed (errors="raise"); carries the failures table
@@ -23,14 +24,20 @@ from typing import Any
 
 
 class TorchServeError(Exception):
-    """Base class of every error tsbatch raises."""
+    """Base class of every error tsbatch raises.
+
+    ``attempts`` is the number of HTTP requests the failed call sent (0 when
+    none went out, as when the circuit breaker refused it).
+    """
+
+    attempts: int = 0
 
 
 class TorchServeConnectionError(TorchServeError):
     """The server could not be reached, reset the connection or timed out.
 
-    ``kind`` is one of ``"connect"``, ``"timeout"``, ``"reset"`` or
-    ``"circuit_open"``.
+    ``kind`` is one of ``"connect"``, ``"timeout"``, ``"reset"``,
+    ``"circuit_open"`` or ``"outage"``.
     """
 
     def __init__(self, message: str, *, kind: str, url: str | None = None) -> None:
@@ -45,6 +52,19 @@ class CircuitOpenError(TorchServeConnectionError):
     def __init__(self, message: str, *, retry_in: float) -> None:
         super().__init__(message, kind="circuit_open")
         self.retry_in = retry_in
+
+
+class OutageError(TorchServeConnectionError):
+    """Predictions failed, or the breaker kept them from going out, for ``max_outage`` seconds in a row.
+
+    ``unavailable_s`` is how long the server had been unavailable; ``cause``
+    the last failure seen.
+    """
+
+    def __init__(self, message: str, *, unavailable_s: float, cause: str | None = None) -> None:
+        super().__init__(message, kind="outage")
+        self.unavailable_s = unavailable_s
+        self.cause = cause
 
 
 class TorchServeInferenceError(TorchServeError):

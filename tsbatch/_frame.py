@@ -32,6 +32,7 @@ BATCH_DTYPES: dict[str, str] = {
     "retries": "int64",
     "status": "string",
     "error": "string",
+    "concurrency_limit": "int64",
 }
 _REPORT_KEY = "tsbatch"
 
@@ -39,6 +40,11 @@ _REPORT_KEY = "tsbatch"
 @dataclass(frozen=True)
 class RunReport:
     """How a result frame was made.
+
+    ``concurrency`` is the limit of requests in flight the run started with;
+    ``adaptive`` says whether it then adapted to the server (each batch records
+    the limit when it ended); ``outage`` says why the run ended early, if the
+    server stayed unavailable for the whole outage budget.
 
     ``result.attrs["tsbatch"]`` holds it as plain JSON-able data, so pandas can
     copy, compare and write it to Parquet metadata; :func:`run_report` reads it.
@@ -49,6 +55,8 @@ class RunReport:
     mode: str
     concurrency: int
     batches: tuple[BatchMetrics, ...]
+    adaptive: bool = False
+    outage: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -56,7 +64,8 @@ class RunReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunReport:
         batches = tuple(BatchMetrics(**b) for b in data["batches"])
-        return cls(data["model"], data["version"], data["mode"], data["concurrency"], batches)
+        fields = ("model", "version", "mode", "concurrency", "adaptive", "outage")
+        return cls(batches=batches, **{name: data[name] for name in fields})
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class BatchMetrics:
     retries: int
     status: str
     error: str | None
+    concurrency_limit: int
 
 
 def prediction_dtypes(prefix: str, include_scores: bool) -> dict[str, str]:
@@ -127,6 +137,8 @@ def result_frame(
             "version": result.version,
             "mode": result.mode,
             "concurrency": result.concurrency,
+            "adaptive": result.adaptive,
+            "outage": result.outage,
             "batches": [dataclasses.asdict(record) for record in result.batches],
         },
     }

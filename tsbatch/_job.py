@@ -20,9 +20,11 @@ redone and replaced.  Either way each input row ends in exactly one part.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import hashlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -43,6 +45,8 @@ from tsbatch._engine import ClassifyOptions, EngineResult, Mode, Progress, class
 from tsbatch._errors import InputValidationError, TorchServeError
 from tsbatch._frame import BATCH_DTYPES, batch_metrics, result_frame
 
+logger = logging.getLogger("tsbatch")
+
 DEFAULT_ROWS_PER_PART = 10_000
 DEFAULT_STOP_TIMEOUT = 30.0
 #: Worker processes of the local cluster a Dask job starts when given no scheduler.
@@ -61,6 +65,14 @@ class JobStopped(TorchServeError):
     """The job was asked to stop; finished parts are kept for a resume."""
 
 
+class JobOutage(TorchServeError):
+    """The server stayed unavailable for the whole outage budget; finished parts are kept for a resume."""
+
+
+class JobOutputError(TorchServeError):
+    """OUTPUT could not be written (disk full, no permission); the message names the path."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobSettings:
     """What a job reads, how it classifies, and where it writes."""
@@ -75,6 +87,7 @@ class JobSettings:
     mode: Mode = "auto"
     batch_size: int | None = None
     concurrency: int | None = None
+    max_concurrency: int | None = None
     rows_per_part: int = DEFAULT_ROWS_PER_PART
     overwrite: bool = False
     job_name: str = "tsbatch"
@@ -142,21 +155,41 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failure to write ``path`` into a :class:`JobOutputError` naming it and the cause."""
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        errno = exc.errno if isinstance(exc, OSError) else None
+        cause = os.strerror(errno) if errno else str(exc)  # pyarrow wraps the cause in its own words
+        raise JobOutputError(f"cannot write {path}: {cause}") from None
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary name to write, renamed to ``path`` on success and removed on failure."""
     temporary = _temporary(path)
-    with open(temporary, "wb") as handle:
+    with writing(path):
+        try:
+            yield temporary
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    with _replacing(path) as temporary, open(temporary, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _write_table_atomically(path: Path, table: pa.Table) -> None:
-    temporary = _temporary(path)
-    pq.write_table(table, temporary, compression="zstd")
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    with _replacing(path) as temporary:
+        pq.write_table(table, temporary, compression="zstd")
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
 
 
 # -- input ----------------------------------------------------------------------------
@@ -317,12 +350,15 @@ def write_part(settings: JobSettings, index: int, out: pd.DataFrame, result: Eng
         "model": result.model,
         "model_version": result.version,
         "tsbatch_version": __version__,
-        "in_flight": result.concurrency,  # requests in flight: a Dask worker's share of the total
+        # The limit of requests in flight the part started with (a Dask worker's share of the total).
+        "in_flight": result.concurrency,
+        "adaptive": result.adaptive,
         "settings": {
             **settings.identity(),
             "mode": settings.mode,
             "batch_size": settings.batch_size,
             "concurrency": settings.concurrency,
+            "max_concurrency": settings.max_concurrency,
         },
     }
     table = pa.Table.from_pandas(out, preserve_index=False)
@@ -487,6 +523,8 @@ class Job:
                     if self.stop.is_set():
                         raise JobStopped(self._stopped_message(manifest)) from exc
                     raise
+                if result.outage is not None:
+                    raise JobOutage(self._outage_message(manifest, result.outage))
                 model, version = result.model, result.version
                 out = part_frame(frame, result, settings, offset)
                 write_part(settings, index, out, result)
@@ -495,18 +533,30 @@ class Job:
         return self.finish(manifest, time.monotonic() - started, model, version)
 
     async def open_output(self, client: TorchServeClient, manifest: Manifest) -> None:
-        """Check the server, then make OUTPUT ready: cleared or resumed, manifest written."""
+        """Check the server, then make OUTPUT ready: cleared or resumed, manifest written.
+
+        Health is a hint: an unhealthy or unreachable server is waited for, like
+        any outage, within the outage budget; only a job that may not wait
+        (``max_outage`` 0) refuses to start when ``/ping`` cannot be reached.
+        """
         settings = self.settings
         health = await client.health()
         if not health.healthy:
-            raise JobInputError(
-                f"TorchServe at {self.config.url} is not reachable or not healthy "
-                f"(tried GET {self.config.url}/ping: {health.error or health.status})"
+            tried = f"GET {self.config.url}/ping: {health.error or health.status}"
+            if not client.availability.patient and health.status == "Unreachable":
+                raise JobInputError(f"TorchServe at {self.config.url} is not reachable (tried {tried})")
+            logger.warning(
+                "TorchServe at %s is not healthy (%s); the job waits for predictions to answer, "
+                "for at most %g s",
+                self.config.url,
+                tried,
+                client.availability.policy.max_outage,
             )
-        if settings.overwrite:
-            _clear_output(settings.output)
-        (settings.output / "_work").mkdir(parents=True, exist_ok=True)
-        remove_temporary_files(settings.output)
+        with writing(settings.output):
+            if settings.overwrite:
+                _clear_output(settings.output)
+            (settings.output / "_work").mkdir(parents=True, exist_ok=True)
+            remove_temporary_files(settings.output)
         manifest.save(settings.output)
         self.progress.total = manifest.total_rows
         self.progress.advance(sum(p["rows"] for p in manifest.parts.values()), 0)
@@ -524,7 +574,9 @@ class Job:
 
     def _options(self) -> ClassifyOptions:
         engine = EngineConfig.from_env().with_options(
-            batch_size=self.settings.batch_size, concurrency=self.settings.concurrency
+            batch_size=self.settings.batch_size,
+            concurrency=self.settings.concurrency,
+            max_concurrency=self.settings.max_concurrency,
         )
         return ClassifyOptions(
             model=self.settings.model, version=self.settings.version, mode=self.settings.mode, engine=engine
@@ -532,6 +584,9 @@ class Job:
 
     def _stopped_message(self, manifest: Manifest) -> str:
         return f"stopped with {len(manifest.parts)} parts written to {self.settings.output}"
+
+    def _outage_message(self, manifest: Manifest, outage: str) -> str:
+        return f"{outage}; stopped with {len(manifest.parts)} parts written to {self.settings.output}"
 
     def finish(
         self, manifest: Manifest, seconds: float, model: str | None, version: str | None
@@ -620,6 +675,8 @@ async def retry_failed(job: Job) -> JobSummary:
             result = await classify_values(client, texts, options, job.progress, job.stop)
             if job.stop.is_set():
                 raise JobStopped(job._stopped_message(manifest))
+            if result.outage is not None:
+                raise JobOutage(job._outage_message(manifest, result.outage))
             model, version = result.model, result.version
             redone = result_frame(part.loc[failed, []], result, prefix="pred_", include_scores=False)
             for column in redone.columns:

@@ -32,6 +32,9 @@ class ClientMetrics:
     retries: Counter
     breaker_state: Gauge
     breaker_trips: Counter
+    paused: Gauge
+    paused_seconds: Counter
+    concurrency_limit: Gauge
 
 
 _lock = threading.Lock()
@@ -83,6 +86,21 @@ def _create(registry: CollectorRegistry) -> ClientMetrics:
         breaker_trips=Counter(
             "torchserve_circuit_breaker_trips",
             "Times the circuit breaker opened",
+            registry=registry,
+        ),
+        paused=Gauge(
+            "torchserve_paused",
+            "1 while a batch run waits for an unavailable server, else 0",
+            registry=registry,
+        ),
+        paused_seconds=Counter(
+            "torchserve_paused_seconds",
+            "Seconds batch runs spent waiting for an unavailable server",
+            registry=registry,
+        ),
+        concurrency_limit=Gauge(
+            "torchserve_concurrency_limit",
+            "Requests a batch run may have in flight now (the adaptive limit, or the fixed one)",
             registry=registry,
         ),
     )

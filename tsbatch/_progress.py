@@ -1,4 +1,5 @@
-"""The progress bar: rows, rows/s, errors, retries and the breaker's state."""
+"""The progress bar: rows, rows/s, errors, retries, the breaker's state, the limit of
+requests in flight, and the pause while the server is unavailable."""
 
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ def progress_bar(
         postfix: dict[str, object] = {"errors": state.errors, "retries": state.retries}
         if breaker_state is not None:
             postfix["breaker"] = breaker_state()
-        bar.set_postfix(postfix, refresh=False)
+        if state.limit:
+            postfix["in flight"] = state.limit
+        if state.paused_s is not None:
+            postfix["paused"] = f"server unavailable {state.paused_s:.0f} s"
+        bar.set_postfix(postfix, refresh=rows == 0)
         bar.update(rows)
 
     progress.on_update = update

@@ -2,21 +2,27 @@
 
 What counts, in one table (see :func:`assess`):
 
-=====================================================  =========  =================
-outcome                                                retried    breaker failure
-=====================================================  =========  =================
-cannot connect, connection reset, timeout              yes        yes
-429 Too Many Requests                                  yes        no
-502, 503 ``ServiceUnavailableException``, 504          yes        yes
-500 "Worker died."                                     yes        yes
-other 5xx (507 out of resources, 500)                  no         yes
-503 ``InternalServerException`` (handler failed)       no         no
-200 with a body tsbatch cannot use                     no         yes
-4xx (bad input, unknown model, bad token)              no         no
-=====================================================  =========  =================
+=====================================================  =========  ===============  ========
+outcome                                                retried    breaker failure  overload
+=====================================================  =========  ===============  ========
+cannot connect, connection reset                       yes        yes              no
+timeout                                                yes        yes              yes
+429 Too Many Requests                                  yes        no               yes
+503 ``ServiceUnavailableException`` (queue full)       yes        no               yes
+502, 504                                               yes        yes              no
+500 "Worker died."                                     yes        yes              no
+other 5xx (507 out of resources, 500)                  no         yes              no
+503 ``InternalServerException`` (handler failed)       no         no               no
+200 with a body tsbatch cannot use                     no         yes              no
+200 with an impossible prediction (NaN score, ...)     no         no               no
+4xx (bad input, unknown model, bad token)              no         no               no
+=====================================================  =========  ===============  ========
 
-A handler failure is about the input, not the server's health, so it neither
-retries nor trips the breaker; the engine isolates such inputs instead.
+A full queue means "slow down", not "the server is down": it is retried and
+shrinks the adaptive concurrency limit (:mod:`tsbatch._limit`), but never
+opens the breaker.  A handler failure or an impossible prediction is about the
+input, not the server's health, so it neither retries nor trips the breaker;
+the engine isolates such inputs instead.
 
 pybreaker has no asyncio support, so :class:`AsyncCircuitBreaker` drives its
 state machine around the awaited call: admission and recording are short
@@ -31,7 +37,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pybreaker
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -49,84 +55,111 @@ Sleep = Callable[[float], Awaitable[None]]
 _RETRIED_STATUS = {429: "429", 502: "502", 503: "503", 504: "504"}
 
 
+#: The error type of an answer that is well-formed but cannot be a prediction (a NaN score, ...).
+INVALID_PREDICTION = "InvalidPrediction"
+
+
 @dataclass(frozen=True)
 class Assessment:
-    """How an outcome is treated: the retry reason (``None``: no retry) and breaker effect."""
+    """How an outcome is treated: the retry reason (``None``: no retry), whether it
+    counts as a breaker failure, and whether it says the server is overloaded."""
 
     retry_reason: str | None
     breaker_failure: bool
+    overload: bool = False
+
+
+_SUCCESS = Assessment(None, False)
+_OVERLOADED = Assessment("503", False, overload=True)
 
 
 def assess(error: BaseException | None) -> Assessment:
     """Classify an outcome; ``None`` is a success."""
-    if error is None:
-        return Assessment(None, False)
-    if isinstance(error, CircuitOpenError):
-        return Assessment(None, False)
+    if error is None or isinstance(error, CircuitOpenError):
+        return _SUCCESS
     if isinstance(error, TorchServeConnectionError):
-        return Assessment(error.kind, True)
+        return Assessment(error.kind, True, overload=error.kind == "timeout")
     if isinstance(error, TorchServeInferenceError):
         status, kind = error.status, error.error_type
-        if status == 503 and kind == "InternalServerException":
-            return Assessment(None, False)
+        if status == 503:
+            if kind == "InternalServerException":
+                return _SUCCESS
+            if kind == "ServiceUnavailableException":
+                return _OVERLOADED
         if status == 500 and "worker died" in str(error).lower():
             return Assessment("worker_died", True)
+        if status == 429:
+            return Assessment("429", False, overload=True)
         if status in _RETRIED_STATUS:
-            return Assessment(_RETRIED_STATUS[status], status != 429)
+            return Assessment(_RETRIED_STATUS[status], True)
+        if status == 200 and kind == INVALID_PREDICTION:
+            return _SUCCESS
         if status >= 500 or status == 200:
             return Assessment(None, True)
-    return Assessment(None, False)
+    return _SUCCESS
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date);
+    ``None`` for a missing or malformed value."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is true, float("²") fails
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class RetryBudget:
-    """A token bucket that caps retries to a share of requests.
+    """Caps retries to a share of recent requests, as Finagle's and gRPC's budgets do.
 
-    Every request deposits ``ratio`` tokens, time deposits ``min_per_second``,
-    and a retry withdraws one; the balance starts at ``reserve`` and never
-    exceeds it plus what the last second's requests earned, so a dead or
-    overloaded server gets at most about ``ratio`` extra load.
+    Within the last ``window`` seconds, retries may number ``ratio`` times the
+    requests made plus ``min_per_second`` per second of the window.  A busy run
+    therefore retries a burst of hundreds of failures, while a dead server,
+    whose callers stop sending new requests, gets at most the small reserve.
+    Counts are kept in ten slots of a tenth of the window each.
     """
+
+    _SLOTS = 10
 
     def __init__(self, policy: RetryPolicy, clock: Clock) -> None:
         self._ratio = policy.budget_ratio
-        self._per_second = policy.budget_min_per_second
-        self._cap = max(policy.budget_reserve, 1.0)
-        self._balance = policy.budget_reserve
+        self._reserve = policy.budget_min_per_second * policy.budget_window
+        self._slot_seconds = policy.budget_window / self._SLOTS
+        self._requests = [0] * self._SLOTS
+        self._retries = [0] * self._SLOTS
         self._clock = clock
-        self._updated = clock()
+        self._slot = self._now_slot()
         self._lock = threading.Lock()
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self._balance = min(self._cap, self._balance + (now - self._updated) * self._per_second)
-        self._updated = now
+    def _now_slot(self) -> int:
+        return int(self._clock() // self._slot_seconds)
+
+    def _advance(self) -> int:
+        """Forget the slots that left the window; returns the current slot's index."""
+        now = self._now_slot()
+        for slot in range(self._slot + 1, min(now, self._slot + self._SLOTS) + 1):
+            self._requests[slot % self._SLOTS] = 0
+            self._retries[slot % self._SLOTS] = 0
+        self._slot = max(self._slot, now)
+        return self._slot % self._SLOTS
 
     def deposit(self) -> None:
         """Record one request."""
         with self._lock:
-            self._refill()
-            self._balance = min(self._cap + self._ratio, self._balance + self._ratio)
+            self._requests[self._advance()] += 1
 
     def try_withdraw(self) -> bool:
-        """Take one retry token; ``False`` when the budget is spent."""
+        """Take one retry; ``False`` when the budget is spent."""
         with self._lock:
-            self._refill()
-            if self._balance >= 1.0:
-                self._balance -= 1.0
+            slot = self._advance()
+            allowed = self._reserve + self._ratio * sum(self._requests) - sum(self._retries)
+            if allowed >= 1.0:
+                self._retries[slot] += 1
                 return True
             return False
 
@@ -160,12 +193,15 @@ class AsyncCircuitBreaker:
     request and then ``record()``s the outcome, or ``release()``s the permit
     when it was cancelled, so a cancelled probe frees its place at once.
     Results of calls admitted before the last state change are ignored.
+    ``on_change`` is called (synchronously, briefly) whenever the state
+    changes or a probe's place frees up, so that waiters can look again.
     """
 
     def __init__(self, policy: BreakerPolicy, *, clock: Clock, metrics: ClientMetrics) -> None:
         self._policy = policy
         self._clock = clock
         self._metrics = metrics
+        self.on_change: Callable[[], None] | None = None
         self._epoch = 0
         self._opened_at = 0.0
         self._probes = 0
@@ -196,6 +232,11 @@ class AsyncCircuitBreaker:
             self._opened_at = self._clock()
             self._metrics.breaker_trips.inc()
         self._metrics.breaker_state.set(BREAKER_STATE_VALUES[state])
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def retry_in(self) -> float:
         """Seconds until an open breaker lets a probe through."""
@@ -203,6 +244,17 @@ class AsyncCircuitBreaker:
             if self.state != "open":
                 return 0.0
             return max(0.0, self._opened_at + self._policy.recovery_timeout - self._clock())
+
+    def admission_wait(self) -> float | None:
+        """Seconds until :meth:`admit` would let a call out: ``0.0`` now, ``None``
+        when every probe's place is taken (the probes' outcome decides)."""
+        with self._lock:
+            state = self.state
+            if state == "closed":
+                return 0.0
+            if state == "open":
+                return max(0.0, self._opened_at + self._policy.recovery_timeout - self._clock())
+            return 0.0 if self._probes < self._policy.half_open_probes else None
 
     def admit(self) -> Permit:
         """Let a call go out, or raise :class:`CircuitOpenError` without any I/O."""
@@ -241,6 +293,8 @@ class AsyncCircuitBreaker:
             elif not failure and self._breaker.fail_counter == 0:
                 return  # a success with no failures to reset changes nothing
             self._feed(failure)
+            if permit.probe and self.state == "half_open":
+                self._changed()  # the probe's place is free again
 
     def release(self, permit: Permit) -> None:
         """Give back a permit whose call ended without an outcome (cancelled)."""
@@ -250,6 +304,7 @@ class AsyncCircuitBreaker:
             permit.settled = True
             if permit.epoch == self._epoch and permit.probe:
                 self._probes -= 1
+                self._changed()
 
     def record_neutral(self, permit: Permit) -> None:
         """Record an answer that says nothing of the server's health (a 4xx).
@@ -261,13 +316,15 @@ class AsyncCircuitBreaker:
         else:
             self.release(permit)
 
-    def health_result(self, healthy: bool) -> None:
-        """Feed a health check: a failure counts; a success while open allows a probe now."""
+    def server_answered(self) -> None:
+        """A health check got an answer: while open, let a probe out now.
+
+        Health is a hint: a failed check never counts against the breaker,
+        since ``/ping`` can fail (another model is unhealthy, it is slow) while
+        predictions work.
+        """
         with self._lock:
-            if not healthy:
-                if self.state == "closed":
-                    self._feed(True)
-            elif self.state == "open":
+            if self.state == "open":
                 self._breaker.half_open()
 
     def _feed(self, failure: bool) -> None:
@@ -284,6 +341,14 @@ def _raise_failure() -> None:
 
 def _succeed() -> None:
     return None
+
+
+def backoff_delay(policy: RetryPolicy, number: int) -> float:
+    """Seconds to wait before the ``number``-th repeat of something that failed:
+    exponential with full jitter, as between the attempts of a call."""
+    state = RetryCallState(cast(Any, None), None, (), {})  # the wait strategy reads attempt_number only
+    state.attempt_number = number
+    return float(wait_random_exponential(multiplier=policy.backoff_initial, max=policy.backoff_max)(state))
 
 
 class _BudgetStop(stop_base):

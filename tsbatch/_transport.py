@@ -3,10 +3,15 @@
 Every HTTP request of :class:`~tsbatch.TorchServeClient` goes through
 :meth:`Transport.request`, which returns the whole reply or raises
 :class:`~tsbatch.TorchServeConnectionError`; no aiohttp exception gets past it.
+
+A request first waits for one of the pool's connections, then gets its
+timeout: time spent queued behind other requests of this client is not the
+server's fault, and must not turn into a timeout that counts against it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +46,7 @@ class Transport:
         self._timeouts = timeouts
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(pool_size)  # made again with each session, on its loop
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if self._tls.ca_bundle is not None:
@@ -52,6 +58,7 @@ class Transport:
             connector = aiohttp.TCPConnector(
                 limit=self._pool_size, limit_per_host=self._pool_size, ssl=self._ssl()
             )
+            self._slots = asyncio.Semaphore(self._pool_size)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(
@@ -74,7 +81,10 @@ class Transport:
         limits = session.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         where = _where(method, url)
         try:
-            async with session.request(method, url, data=data, headers=headers, timeout=limits) as reply:
+            async with (
+                self._slots,
+                session.request(method, url, data=data, headers=headers, timeout=limits) as reply,
+            ):
                 body = await reply.read()
                 return Reply(reply.status, reply.reason or "", dict(reply.headers), body)
         except TimeoutError as exc:

@@ -17,11 +17,14 @@ class Prediction:
 
 @dataclass(frozen=True, slots=True)
 class CallInfo:
-    """Facts about one client call: wall time over all attempts, attempts, final status."""
+    """Facts about one client call: wall time over all attempts, requests sent, final
+    status, and how many requests were answered with an overload signal (a full
+    queue, a 429, a timeout)."""
 
     latency_s: float
     attempts: int
     status: int
+    overloads: int = 0
 
 
 @dataclass(frozen=True, slots=True)

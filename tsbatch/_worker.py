@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import dataclasses
 import logging
 import os
 import threading
@@ -32,8 +31,10 @@ from tsbatch._engine import (
     choose_concurrency,
     choose_mode,
     classify_values,
-    model_info_or_none,
+    model_info,
 )
+from tsbatch._errors import OutageError
+from tsbatch._limit import ConcurrencyLimit
 
 logger = logging.getLogger("tsbatch")
 
@@ -47,9 +48,11 @@ METRICS_PORT_RANGE = 64
 class WorkerSettings:
     """What a partition task needs to classify; small, picklable and hashable.
 
-    ``options.engine.concurrency`` is the job's total of requests in flight
-    (``None``: sized from the model as for one process); each of ``workers``
-    processes gets an equal share, so adding workers does not add load.
+    ``options.engine.concurrency`` pins the job's total of requests in flight,
+    ``max_concurrency`` caps it; each of ``workers`` processes gets an equal
+    share, so adding workers does not add load.  Left unpinned, each process
+    starts from its share of the estimate made from the model's info and then
+    adapts to the server, as one process does.
     """
 
     config: ClientConfig
@@ -60,7 +63,7 @@ class WorkerSettings:
 
 
 class WorkerRuntime:
-    """The loop thread, the client and the in-flight gate of one process."""
+    """The loop thread, the client and the concurrency limit of one process."""
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
@@ -70,8 +73,7 @@ class WorkerRuntime:
         self._thread = threading.Thread(target=self._loop.run_forever, name="tsbatch-worker", daemon=True)
         self._thread.start()
         self._client: TorchServeClient | None = None
-        self._gate: asyncio.Semaphore | None = None
-        self._share = 0
+        self._limit: ConcurrencyLimit | None = None
         if settings.metrics_port is not None:
             self.metrics_port = _serve_metrics(self.registry, settings.metrics_address, settings.metrics_port)
 
@@ -81,27 +83,38 @@ class WorkerRuntime:
 
     async def classify(self, values: list[Any]) -> EngineResult:
         """Classify ``values`` through this process's client, within its share of requests in flight."""
-        client, gate = await self._ready()
-        engine = dataclasses.replace(self.settings.options.engine, concurrency=self._share)
-        options = dataclasses.replace(self.settings.options, engine=engine)
-        return await classify_values(client, values, options, gate=gate)
+        client, limit = await self._ready()
+        return await classify_values(client, values, self.settings.options, limit=limit)
 
-    async def _ready(self) -> tuple[TorchServeClient, asyncio.Semaphore]:
+    async def _ready(self) -> tuple[TorchServeClient, ConcurrencyLimit]:
         # Runs on the loop thread only: the client is built before any await, and
-        # a caller that resumes after another has set the gate keeps that gate.
+        # a caller that resumes after another has set the limit keeps that limit.
         if self._client is None:
             self._client = TorchServeClient(config=self.settings.config, registry=self.registry)
         client = self._client
-        if self._gate is None:
-            options = self.settings.options
-            total = options.engine.concurrency
-            if total is None:
-                info = await model_info_or_none(client, options.model, options.version)
-                total = choose_concurrency(choose_mode(options.mode, info), None, info)
-            if self._gate is None:
-                self._share = max(1, total // max(1, self.settings.workers))
-                self._gate = asyncio.Semaphore(self._share)
-        return client, self._gate
+        if self._limit is None:
+            limit = await self._share(client)
+            if self._limit is None:
+                self._limit = limit
+        return client, self._limit
+
+    async def _share(self, client: TorchServeClient) -> ConcurrencyLimit:
+        """This process's share of the job's requests in flight."""
+        options, workers = self.settings.options, max(1, self.settings.workers)
+        engine = options.engine
+        if engine.concurrency is not None:
+            return client.fixed_limit(max(1, engine.concurrency // workers))
+        try:
+            info = await model_info(client, options.model, options.version)
+        except OutageError:
+            info = None  # the partition's run ends with the outage; any size does
+        mode = choose_mode(options.mode, info)
+        ceiling = (
+            max(1, engine.max_concurrency // workers) if engine.max_concurrency else client.config.pool_size
+        )
+        initial = min(max(1, choose_concurrency(mode, None, info) // workers), ceiling)
+        key = (info.name if info else "", info.version if info else "", mode)
+        return client.adaptive_limit(key, initial, ceiling)
 
     def close(self) -> None:
         """Close the client and stop the loop thread."""
