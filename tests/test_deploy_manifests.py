@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tsbatch._cli import EXIT_BAD_INPUT, EXIT_CANNOT_WRITE, EXIT_ROWS_FAILED
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 GUIDE = ROOT / "PRODUCTION_DEPLOYMENT.md"
@@ -417,7 +419,9 @@ def test_batch_pods_do_not_restart_forever(doc: Manifest) -> None:
 def test_batch_jobs_fail_at_once_on_failed_rows_and_bad_input(doc: Manifest) -> None:
     rules = _job_spec(doc)["podFailurePolicy"]["rules"]
     fail = [r["onExitCodes"] for r in rules if r["action"] == "FailJob" and "onExitCodes" in r]
-    assert fail == [{"containerName": "tsbatch", "operator": "In", "values": [1, 2]}]
+    # The exit codes retrying cannot help with: failed rows, bad input, an OUTPUT that cannot be written.
+    values = [EXIT_ROWS_FAILED, EXIT_BAD_INPUT, EXIT_CANNOT_WRITE]
+    assert fail == [{"containerName": "tsbatch", "operator": "In", "values": values}]
 
 
 @pytest.mark.parametrize("doc", BATCH_WORKLOADS, ids=_workload_id)
