@@ -120,8 +120,10 @@ def test_a_30_s_outage_mid_job_costs_no_row_and_the_job_carries_on_by_itself(
 def test_an_outage_longer_than_the_budget_stops_the_job_with_exit_75_and_it_resumes(
     settings: local.ServeSettings, server: local.LocalServer, proxy: Proxy, tmp_path: Path
 ) -> None:
+    input_path = tmp_path / "input.parquet"
+    pq.write_table(pq.read_table(DEFAULT_DATA).slice(0, 4000), input_path)
     output = tmp_path / "out"
-    command = classify_command(DEFAULT_DATA, output, "--rows-per-part=1000", "--mode=rows", "--concurrency=4")
+    command = classify_command(input_path, output, "--rows-per-part=500", "--mode=rows", "--concurrency=4")
     env = job_env(server, proxy, TSBATCH_MAX_OUTAGE_S="5")
     with running(command, env) as job:
         wait_for(lambda: parts_done(output) >= 2, timeout=120)
@@ -132,13 +134,13 @@ def test_an_outage_longer_than_the_budget_stops_the_job_with_exit_75_and_it_resu
     assert "server unavailable for" in err and "resume with:" in err
     assert time.monotonic() - stopped_at < 60
     recorded = json.loads((output / "_manifest.json").read_text())["parts"]
-    assert 2 <= len(recorded) < 16
+    assert 2 <= len(recorded) < 8
     assert sorted(p.name for p in output.glob("part-*.parquet")) == sorted(recorded)
     local.start(settings, say=lambda _: None)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     table = output_table(output)
-    assert table["id"].is_unique and set(table["id"]) == input_ids(DEFAULT_DATA)
+    assert table["id"].is_unique and set(table["id"]) == input_ids(input_path)
     assert (table["ts_status"] == "ok").all()
 
 
@@ -203,7 +205,7 @@ def test_a_client_asking_far_more_than_a_small_queue_holds_slows_down_and_fails_
                 management_url=f"http://127.0.0.1:{closed}",
                 auth=Auth(key_file=server.key_file),
             )
-            frame = pq.read_table(DEFAULT_DATA, columns=["id", "text"]).to_pandas()
+            frame = pq.read_table(DEFAULT_DATA, columns=["id", "text"]).slice(0, 8000).to_pandas()
             registry = CollectorRegistry()
             started = time.monotonic()
             result = frame.ts.classify(
@@ -217,4 +219,4 @@ def test_a_client_asking_far_more_than_a_small_queue_holds_slows_down_and_fails_
     assert report.adaptive and report.concurrency == 32
     statuses = proxy.statuses("/predictions", since=started + 3)
     assert statuses.count(503) / len(statuses) < 0.05, (statuses.count(503), len(statuses))
-    assert statuses.count(200) > 5000
+    assert statuses.count(200) > 3000
