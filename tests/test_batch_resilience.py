@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from tsbatch import (
     RetryPolicy,
     Timeouts,
     TorchServeClient,
+    TorchServeInferenceError,
     batch_metrics,
     run_report,
 )
@@ -188,6 +190,32 @@ def test_while_paused_only_the_probe_goes_out_and_its_failure_keeps_the_run_wait
     assert state["probes"] == 1 and state["sneaked"] == 0
     assert sample(registry, "torchserve_circuit_breaker_trips_total") == 2
     assert result["ts_attempts"].sum() == server.seen["predictions"]
+
+
+def test_a_run_on_a_client_whose_breaker_is_still_open_starts_as_soon_as_the_server_answers() -> None:
+    state = {"down": True}
+
+    async def predictions(request: web.Request) -> web.StreamResponse:
+        return await (WORKER_DIED(request) if state["down"] else answer(request))
+
+    async def scenario() -> tuple[pd.DataFrame, float]:
+        async with ScriptedServer([Server(predictions=predictions)]) as scripted:
+            config = config_for(
+                scripted.url, retry=RetryPolicy(attempts=1), breaker=BreakerPolicy(recovery_timeout=60)
+            )
+            async with TorchServeClient(config=config, registry=CollectorRegistry()) as client:
+                for _ in range(5):  # an earlier cell in the notebook met the outage
+                    with pytest.raises(TorchServeInferenceError):
+                        await client.predict("x")
+                assert client.breaker_state == "open"
+                state["down"] = False  # the server is back two seconds later
+                started = time.monotonic()
+                result = await texts(100).ts.aclassify("text", client=client, progress=False)
+                return result, time.monotonic() - started
+
+    result, seconds = asyncio.run(scenario())
+    assert (result["ts_status"] == "ok").all()
+    assert seconds < 30  # not the rest of the breaker's 60 s: the first ping lets the probe out
 
 
 def test_a_spent_outage_budget_ends_the_run_and_says_how_many_rows_were_not_sent() -> None:
