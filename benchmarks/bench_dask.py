@@ -36,8 +36,8 @@ def child(name: str, target: dict[str, Any], data: Path, output: Path, rows_per_
     from distributed import Client, LocalCluster
 
     import tsbatch
-    from tsbatch._dask import ClusterSettings, DaskJob
     from tsbatch._job import Job, JobSettings
+    from tsbatch._job._dask import ClusterSettings, DaskEngine
 
     config = tsbatch.ClientConfig(
         url=target["base"],
@@ -51,9 +51,9 @@ def child(name: str, target: dict[str, Any], data: Path, output: Path, rows_per_
         input=str(data),
         output=output,
         id_column="id",
-        mode="list",
-        batch_size=target["list_batch"],
-        concurrency=target.get("concurrency_list"),
+        classify=tsbatch.ClassifyOptions(
+            mode="list", batch_size=target["list_batch"], concurrency=target.get("concurrency_list")
+        ),
         rows_per_part=rows_per_part,
         engine="pandas" if name == "pandas" else "dask",
     )
@@ -75,7 +75,7 @@ def child(name: str, target: dict[str, Any], data: Path, output: Path, rows_per_
         Client(cluster) as client,
     ):
         cluster_seconds = time.perf_counter() - started
-        job = DaskJob(settings, config, ClusterSettings(scheduler=cluster.scheduler_address))
+        job = Job(settings, config, engine=DaskEngine(ClusterSettings(scheduler=cluster.scheduler_address)))
         started = time.perf_counter()
         summary = asyncio.run(job.run())
         seconds = time.perf_counter() - started

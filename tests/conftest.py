@@ -1,18 +1,28 @@
-"""Session-wide fixtures: the demo model archive and a real TorchServe serving it."""
+"""Session-wide fixtures: the demo model archive and a real TorchServe serving it.
+
+Nothing here imports torch or starts a server unless a test asks for it, so
+``pytest -m "not integration"`` runs with the base install plus ``dev``.
+"""
 
 from __future__ import annotations
 
+import gc
+import logging
 import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tsbatch._demo.archive import DEFAULT_DATA, build_demo_archive
-from tsbatch._demo.handler import DemoTextHandler
-from tsbatch._demo.train import TrainingResult
-from tsbatch._serve import local
+from tsbatch._demo.archive import DEFAULT_DATA
+from tsbatch._serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from tsbatch._demo.handler import DemoTextHandler
+    from tsbatch._demo.train import TrainingResult
+    from tsbatch._serve.local import LocalServer
 
 #: Server-side batching for the session's TorchServe.
 SESSION_BATCH_SIZE = 8
@@ -33,7 +43,41 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def serve_settings(run_dir: Path, archive: Path, **overrides: object) -> local.ServeSettings:
+class _UnclosedSessions(logging.Handler):
+    """Collects aiohttp's complaints about sessions and connectors nobody closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Unclosed" in record.getMessage():
+            self.seen.append(record.getMessage())
+
+
+_unclosed = _UnclosedSessions()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger("asyncio").addHandler(_unclosed)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any client session was left open (every client must be closed)."""
+    gc.collect()
+    if _unclosed.seen and exitstatus == 0:
+        print(f"\n{len(_unclosed.seen)} unclosed aiohttp sessions or connectors: {_unclosed.seen[:3]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Notebooks start their own TorchServe: they are integration tests."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.integration)
+
+
+def serve_settings(run_dir: Path, archive: Path, **overrides: object) -> ServeSettings:
     """Settings for a test server on free loopback ports."""
     inference, management, metrics = free_ports(3)
     options: dict[str, object] = {
@@ -45,12 +89,14 @@ def serve_settings(run_dir: Path, archive: Path, **overrides: object) -> local.S
         "startup_timeout": 120.0,
     }
     options.update(overrides)
-    return local.ServeSettings(**options)  # type: ignore[arg-type]
+    return ServeSettings(**options)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
 def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainingResult]:
     """The demo model archive, trained once per session from the bundled data."""
+    from tsbatch._demo.archive import build_demo_archive
+
     return build_demo_archive(tmp_path_factory.mktemp("model-store"), DEFAULT_DATA)
 
 
@@ -62,6 +108,8 @@ def demo_archive(demo_build: tuple[Path, TrainingResult]) -> Path:
 @pytest.fixture(scope="session")
 def in_process_model(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoTextHandler:
     """The archived model loaded in this process, to compare served answers with."""
+    from tsbatch._demo.handler import DemoTextHandler
+
     folder = tmp_path_factory.mktemp("unpacked")
     with zipfile.ZipFile(demo_archive) as archive:
         archive.extract("model.pt", folder)
@@ -71,8 +119,10 @@ def in_process_model(demo_archive: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def torchserve(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.LocalServer]:
+def torchserve(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """One real TorchServe for the session: demo model, token auth on, server-side batching."""
+    from tsbatch._serve import local
+
     run_dir = tmp_path_factory.mktemp("torchserve")
     settings = serve_settings(
         run_dir,

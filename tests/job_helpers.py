@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tsbatch import Auth, ClientConfig
-from tsbatch._serve import local
+
+if TYPE_CHECKING:
+    from tsbatch._serve import local
 
 
 def server_config(server: local.LocalServer) -> ClientConfig:
@@ -30,14 +31,6 @@ def server_env(server: local.LocalServer) -> dict[str, str]:
     if server.key_file is not None:
         env["TORCHSERVE_KEY_FILE"] = str(server.key_file)
     return env
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def port_open(port: int) -> bool:

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.client_helpers import sample
 from tests.scripted_server import ScriptedServer, ServerThread, torchserve_error
+from tests.waiting import wait_for
 from tsbatch import BreakerPolicy, ClientConfig, OutagePolicy, RetryPolicy, Timeouts, batch_metrics
 from tsbatch._progress import progress_enabled
 
@@ -110,8 +111,7 @@ def test_interrupting_the_sync_form_in_a_notebook_stops_cleanly() -> None:
         server.steps.append(no_info_then_hold)
 
         def interrupt_when_busy() -> None:
-            while len(server.requests) < 3:
-                threading.Event().wait(0.01)
+            wait_for(lambda: len(server.requests) >= 3, "three requests held by the server", timeout=20)
             _thread.interrupt_main()  # what Ctrl-C or a kernel interrupt does
 
         async def notebook_cell() -> None:
@@ -168,3 +168,23 @@ def test_the_progress_bar_reports_rows(capsys: pytest.CaptureFixture[str]) -> No
     asyncio.run(scenario())
     err = capsys.readouterr().err
     assert "classify text" in err and "3/3" in err
+
+
+@pytest.mark.parametrize("mode", ["rows", "list"])
+def test_a_text_that_cannot_be_encoded_is_that_rows_error(mode: str) -> None:
+    # pandas holds lone surrogates; UTF-8 and JSON cannot carry them.
+    frame = pd.DataFrame({"text": ["fine", "broken \ud800 text", "also fine", b"\xff\xfe bytes"]})
+    result, _ = classify(frame, [answer_each], mode=mode)
+    assert result["ts_status"].tolist() == ["ok", "error", "ok", "error"]
+    assert "cannot be encoded as UTF-8" in result.loc[1, "ts_error"]
+    assert "not UTF-8" in result.loc[3, "ts_error"]
+
+
+def test_a_value_whose_text_conversion_fails_is_that_rows_error() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text for you")
+
+    frame = pd.DataFrame({"text": ["fine", 3.5, Unprintable()]})
+    result, _ = classify(frame, [answer_each], mode="rows")
+    assert result["ts_status"].tolist() == ["ok", "ok", "error"]

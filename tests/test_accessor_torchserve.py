@@ -7,6 +7,9 @@ import asyncio
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
+pytest.importorskip("psutil")  # needs the serve extra
+pytest.importorskip("torch")  # needs the serve extra
 from prometheus_client import CollectorRegistry
 
 import tsbatch

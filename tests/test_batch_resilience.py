@@ -13,9 +13,10 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
@@ -27,17 +28,23 @@ from tests.scripted_server import ScriptedServer, torchserve_error
 from tsbatch import (
     BreakerPolicy,
     ClassificationError,
+    ClassifyOptions,
     ClientConfig,
     HealthPolicy,
+    MockTransport,
     OutagePolicy,
+    Reply,
+    Request,
     RetryPolicy,
     Timeouts,
     TorchServeClient,
+    TorchServeConnectionError,
     TorchServeInferenceError,
     batch_metrics,
     run_report,
+    set_testing,
 )
-from tsbatch._engine import ClassifyOptions, Progress, classify_values
+from tsbatch._engine import Progress, classify_values
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -263,59 +270,103 @@ def test_a_management_api_out_of_reach_of_a_server_that_answers_is_no_outage() -
 # -- overload: slow down, never fail ----------------------------------------------------------
 
 
+def json_reply(body: Any, status: int = 200) -> Reply:
+    return Reply(status, "", {}, json.dumps(body).encode())
+
+
+def answer_in_process(request: Request) -> Reply:
+    """:func:`answer` for a :class:`MockTransport`: no sockets, no HTTP."""
+    path = urlsplit(request.url).path
+    if path == "/ping":
+        return json_reply({"status": "Healthy"})
+    if path.startswith("/models"):
+        return Reply(404)
+    assert request.body is not None
+    if request.headers.get("Content-Type") == "application/json":
+        return json_reply([label_of(t) for t in json.loads(request.body)["instances"]])
+    return json_reply(label_of(request.body.decode()))
+
+
+def classify_in_process(
+    frame: pd.DataFrame,
+    transport: MockTransport,
+    registry: CollectorRegistry,
+    *,
+    fast_backoff: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
+    async def scenario() -> pd.DataFrame:
+        config = (
+            config_for("http://tsbatch.test") if fast_backoff else ClientConfig(url="http://tsbatch.test")
+        )
+        async with TorchServeClient(config=config, registry=registry, transport=transport) as client:
+            return await frame.ts.aclassify("text", client=client, progress=False, **options)
+
+    return asyncio.run(scenario())
+
+
 @dataclass
 class Queue:
-    """A server that holds ``capacity`` requests at a time and answers 503 "queue full" beyond."""
+    """A server that holds ``capacity`` requests at a time and answers 503 "queue full" beyond;
+    its management API describes the model as ``described`` (a :class:`MockTransport` handler)."""
 
     capacity: int
     service_s: float
+    described: dict[str, Any] | None = None
     in_flight: int = 0
-    replies: list[tuple[float, int]] = field(default_factory=list)
+    replies: list[int] = field(default_factory=list)
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
+    async def __call__(self, request: Request) -> Reply:
+        if "/models" in request.url:
+            return json_reply([self.described]) if self.described else Reply(404)
+        if "/predictions" not in request.url:
+            return answer_in_process(request)
         if self.in_flight >= self.capacity:
-            self.replies.append((loop.time(), 503))
-            return await OVERLOADED(request)
+            self.replies.append(503)
+            return json_reply({"code": 503, "type": "ServiceUnavailableException", "message": "full"}, 503)
         self.in_flight += 1
         try:
             await asyncio.sleep(self.service_s)
         finally:
             self.in_flight -= 1
-        self.replies.append((loop.time(), 200))
-        return await answer(request)
+        self.replies.append(200)
+        return answer_in_process(request)
+
+
+def description(batch_size: int, workers: int, queue: int) -> dict[str, Any]:
+    """A model described by the management API with this batching and queue."""
+    return {
+        "modelName": "demo",
+        "modelVersion": "1.0",
+        "batchSize": batch_size,
+        "maxBatchDelay": 5,
+        "workers": [{"status": "READY"}] * workers,
+        "jobQueueStatus": {"remainingCapacity": queue, "pendingRequests": 0},
+    }
 
 
 def describe(batch_size: int, workers: int, queue: int) -> Handler:
     """The management API describing a model with this batching and queue."""
 
     async def model(request: web.Request) -> web.StreamResponse:
-        worker = {"status": "READY"}
-        entry = {
-            "modelName": "demo",
-            "modelVersion": "1.0",
-            "batchSize": batch_size,
-            "maxBatchDelay": 5,
-            "workers": [worker] * workers,
-            "jobQueueStatus": {"remainingCapacity": queue, "pendingRequests": 0},
-        }
-        return web.json_response([entry])
+        return web.json_response([description(batch_size, workers, queue)])
 
     return model
 
 
 def test_a_run_asking_far_more_than_the_queue_holds_slows_down_without_failing_a_row() -> None:
-    queue = Queue(capacity=8, service_s=0.004)
     # The model's info overstates the server, as a second job on it would: 128 in flight to start.
-    server = Server(predictions=queue, models=describe(batch_size=64, workers=2, queue=1000))
+    queue = Queue(capacity=8, service_s=0.004, described=description(batch_size=64, workers=2, queue=1000))
     registry = CollectorRegistry()
-    result = classify(texts(3000), server, registry, mode="rows", max_concurrency=128)
+    result = classify_in_process(
+        texts(3000), MockTransport(queue), registry, mode="rows", max_concurrency=128
+    )
     assert (result["ts_status"] == "ok").all()
     assert sample(registry, "torchserve_circuit_breaker_trips_total") == 0
     assert run_report(result).concurrency == 128 and run_report(result).adaptive
     # Past the first 1,000 replies (about what it takes to come down from 128 by quarters),
     # fewer than 1 in 20 is a 503.
-    later = [status for _, status in queue.replies[1000:]]
+    later = queue.replies[1000:]
     assert later.count(503) / len(later) < 0.05, (later.count(503), len(later))
     assert sample(registry, "torchserve_concurrency_limit") < 128
 
@@ -323,31 +374,50 @@ def test_a_run_asking_far_more_than_the_queue_holds_slows_down_without_failing_a
 def test_a_pinned_concurrency_does_not_adapt() -> None:
     queue = Queue(capacity=64, service_s=0.002)
     registry = CollectorRegistry()
-    result = classify(texts(500), Server(predictions=queue), registry, mode="rows", concurrency=6)
+    result = classify_in_process(texts(500), MockTransport(queue), registry, mode="rows", concurrency=6)
     assert (result["ts_status"] == "ok").all()
     assert not run_report(result).adaptive
     assert set(batch_metrics(result)["concurrency_limit"]) == {6}
     assert sample(registry, "torchserve_concurrency_limit") == 6
 
 
+def flaky(seed: int, sent: Counter[str]) -> MockTransport:
+    """A fifth of the predictions answered 503 "queue full", a tenth of the connections reset."""
+    chance = random.Random(seed)
+
+    def handle(request: Request) -> Reply:
+        if "/predictions" in request.url:
+            sent["predictions"] += 1
+            draw = chance.random()
+            if draw < 0.2:
+                return json_reply(
+                    {"code": 503, "type": "ServiceUnavailableException", "message": "full"}, 503
+                )
+            if draw < 0.3:
+                raise TorchServeConnectionError(f"POST {request.url}: connection reset", kind="reset")
+        return answer_in_process(request)
+
+    return MockTransport(handle)
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    set_testing(True)
+    try:
+        yield
+    finally:
+        set_testing(False)
+
+
+@pytest.mark.usefixtures("no_backoff")
 def test_a_fifth_of_replies_queue_full_and_a_tenth_of_connections_reset_still_give_every_row() -> None:
-    chance = random.Random(7)
-
-    async def flaky(request: web.Request) -> web.StreamResponse:
-        draw = chance.random()
-        if draw < 0.2:
-            return await OVERLOADED(request)
-        if draw < 0.3:
-            return await reset(request)
-        return await answer(request)
-
-    server = Server(predictions=flaky)
+    sent: Counter[str] = Counter()
     registry = CollectorRegistry()
     frame = texts(3000)
-    result = classify(frame, server, registry, mode="rows", client={})
+    result = classify_in_process(frame, flaky(7, sent), registry, fast_backoff=False, mode="rows")
     assert (result["ts_status"] == "ok").all()
     assert result["pred_label"].tolist() == [label_of(t)["label"] for t in frame["text"]]
-    assert result["ts_attempts"].sum() == server.seen["predictions"]
+    assert result["ts_attempts"].sum() == sent["predictions"]
     retried = sum(
         sample(registry, "torchserve_retry_total", method="predict", reason=reason)
         for reason in ("503", "reset")
@@ -355,21 +425,14 @@ def test_a_fifth_of_replies_queue_full_and_a_tenth_of_connections_reset_still_gi
     assert batch_metrics(result)["retries"].sum() == retried
 
 
+@pytest.mark.usefixtures("no_backoff")
 def test_list_mode_with_faults_gives_every_row_too() -> None:
-    chance = random.Random(11)
-
-    async def flaky(request: web.Request) -> web.StreamResponse:
-        draw = chance.random()
-        if draw < 0.2:
-            return await OVERLOADED(request)
-        if draw < 0.3:
-            return await reset(request)
-        return await answer(request)
-
-    server = Server(predictions=flaky)
-    result = classify(texts(2000), server, mode="list", batch_size=16)
+    sent: Counter[str] = Counter()
+    result = classify_in_process(
+        texts(2000), flaky(11, sent), CollectorRegistry(), mode="list", batch_size=16
+    )
     assert (result["ts_status"] == "ok").all()
-    assert batch_metrics(result)["attempts"].sum() == server.seen["predictions"]
+    assert batch_metrics(result)["attempts"].sum() == sent["predictions"]
 
 
 # -- truthful accounting --------------------------------------------------------------------

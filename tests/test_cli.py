@@ -16,18 +16,20 @@ from tsbatch._cli import main
 def test_status_without_a_server_says_so_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    pytest.importorskip("psutil")  # needs the serve extra
     assert main(["serve", "status", "--run-dir", str(tmp_path)]) == 1
     assert f"no TorchServe running from {tmp_path}" in capsys.readouterr().out
 
 
 def test_stop_without_a_server_is_harmless(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("psutil")  # needs the serve extra
     assert main(["serve", "stop", "--run-dir", str(tmp_path)]) == 0
     assert "no TorchServe running" in capsys.readouterr().out
 
 
 def test_start_help_explains_every_option_with_its_default() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tsbatch._cli", "serve", "start", "--help"],
+        [sys.executable, "-m", "tsbatch", "serve", "start", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -38,15 +40,17 @@ def test_start_help_explains_every_option_with_its_default() -> None:
         ("--management-port", "8081"),
         ("--metrics-port", "8082"),
         ("--batch-size", "32"),
-        ("--max-batch-delay", "10"),
+        ("--max-batch-delay-ms", "10"),
+        ("--job-queue-size", "100"),
         ("--workers", "1"),
         ("--run-dir", ".tsbatch/server"),
     ]:
         assert option in help_text
         assert f"(default: {default})" in help_text
-    assert "--disable-token-auth" in help_text
+    assert "--no-token-auth" in help_text
 
 
+@pytest.mark.integration
 def test_a_busy_port_is_a_one_line_error_with_exit_2(
     demo_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -76,7 +80,7 @@ def test_a_busy_port_is_a_one_line_error_with_exit_2(
 
 def test_classify_help_explains_the_job_options_with_their_defaults() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tsbatch._cli", "classify", "--help"],
+        [sys.executable, "-m", "tsbatch", "classify", "--help"],
         capture_output=True,
         text=True,
         check=True,

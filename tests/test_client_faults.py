@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.client_helpers import FakeTime, make_client, sample
 from tests.scripted_server import ScriptedServer, prediction, reply, reset_mid_body, torchserve_error
+from tests.waiting import until
 from tsbatch import (
     CircuitOpenError,
     TorchServeConnectionError,
@@ -258,8 +259,7 @@ def test_half_open_lets_exactly_one_probe_out_of_64_callers(
                 server.steps.append(server.hold())
                 fake_time.advance(61)
                 tasks = [asyncio.create_task(client.predict("x")) for _ in range(64)]
-                while len(server.requests) < 3:
-                    await asyncio.sleep(0.01)
+                await until(lambda: len(server.requests) >= 3, "the probe to reach the server")
                 refused = [t for t in tasks if t.done()]
                 assert len(refused) == 63
                 assert all(isinstance(t.exception(), CircuitOpenError) for t in refused)
@@ -286,8 +286,7 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_stuck(
                 server.steps.append(server.hold())
                 fake_time.advance(61)
                 probe = asyncio.create_task(client.predict("x"))
-                while len(server.requests) < 2:
-                    await asyncio.sleep(0.01)
+                await until(lambda: len(server.requests) >= 2, "the probe to reach the server")
                 probe.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await probe

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+pytest.importorskip("psutil")  # needs the serve extra
+pytest.importorskip("torch")  # needs the serve extra
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.client_helpers import FakeTime, sample

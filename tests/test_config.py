@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -15,6 +16,9 @@ from tsbatch import (
     ClientConfig,
     ConfigError,
     HealthPolicy,
+    MockTransport,
+    Reply,
+    Request,
     RetryPolicy,
     TorchServeClient,
 )
@@ -121,7 +125,17 @@ def test_a_key_file_that_does_not_exist_yet_is_read_once_it_appears(tmp_path: Pa
     assert tokens.header("management") == {"Authorization": "Bearer def"}
 
 
-def test_a_second_client_on_the_same_registry_is_fine() -> None:
+def test_a_second_client_on_the_same_registry_shares_its_metrics() -> None:
     registry = CollectorRegistry()
-    TorchServeClient(registry=registry)
-    TorchServeClient(registry=registry)
+
+    def healthy(request: Request) -> Reply:
+        return Reply(200, body=b'{"status": "Healthy"}')
+
+    async def scenario() -> None:
+        for _ in range(2):  # a notebook cell run twice
+            async with TorchServeClient(registry=registry, transport=MockTransport(healthy)) as client:
+                assert (await client.health()).healthy
+
+    asyncio.run(scenario())
+    assert registry.get_sample_value("torchserve_requests_total", {"method": "health", "status": "200"}) == 2
+    assert registry.get_sample_value("torchserve_circuit_breaker_state") == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -13,26 +14,36 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+
+pytest.importorskip("dask")  # needs the dask extra
+pytest.importorskip("psutil")  # needs the serve extra
+pytest.importorskip("torch")  # needs the serve extra
+
+import dask.dataframe as dd
 from aiohttp import web
 from distributed import Client, LocalCluster
 
 import tsbatch.dask  # registers ddf.ts
 from tests.conftest import SESSION_BATCH_SIZE, free_ports
-from tests.job_helpers import parts_done, server_config, server_env, wait_for
+from tests.job_helpers import parts_done, server_config, server_env
 from tests.scripted_server import ServerThread, prediction, torchserve_error
-from tsbatch import ClientConfig
+from tests.waiting import wait_for
+from tsbatch import Auth, ClassifyOptions, ClientConfig
 from tsbatch._cli import main
-from tsbatch._dask import ClusterSettings, DaskJob, _cluster_workers, _dask_client, worker_count
+from tsbatch._dask import cluster_workers
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._demo.handler import DemoTextHandler
-from tsbatch._job import Job, JobInputError, JobSettings, _parts, plan_pieces
+from tsbatch._errors import JobInputError
+from tsbatch._job import Job, JobSettings, numbered_inputs, plan_pieces
+from tsbatch._job import _dask as job_dask
+from tsbatch._job._dask import ClusterSettings, DaskEngine, worker_count
 from tsbatch._serve import local
+from tsbatch._worker import WorkerSettings
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +110,7 @@ def read_output(output: Path) -> pd.DataFrame:
 def dask_job(inputs: Path, output: Path, scheduler: str, concurrency: int) -> list[str]:
     """``tsbatch classify --engine dask`` on ``scheduler``, one part per row group, in rows mode."""
     return [
-        *(sys.executable, "-m", "tsbatch._cli", "classify", str(inputs), str(output)),
+        *(sys.executable, "-m", "tsbatch", "classify", str(inputs), str(output)),
         "--engine=dask",
         f"--scheduler={scheduler}",
         "--id-column=id",
@@ -132,7 +143,7 @@ def test_pieces_group_whole_row_groups_and_cover_every_row_once(tmp_path: Path) 
 def test_retry_failed_reads_a_dask_output_part_by_part_as_its_job_wrote_it(two_files: Path) -> None:
     settings = JobSettings(input=str(two_files), output=two_files / "out", engine="dask", rows_per_part=250)
     files = sorted(two_files.glob("*.parquet"))
-    parts = list(_parts(files, settings))
+    parts = list(numbered_inputs(files, settings))
     assert [len(batch) for _, batch in parts] == [p.rows for p in plan_pieces(files, 250)]
     assert [index for index, _ in parts] == list(range(len(parts)))
 
@@ -231,16 +242,16 @@ def test_the_total_in_flight_limit_is_shared_among_workers(
 
 
 def test_the_share_divides_by_the_workers_of_the_current_client(dask_client: Client) -> None:
-    assert _cluster_workers() == 2
+    assert cluster_workers() == 2
 
 
 def test_without_a_distributed_client_one_process_holds_the_whole_share() -> None:
-    assert _cluster_workers() == 1
+    assert cluster_workers() == 1
 
 
 def test_a_job_counts_the_workers_of_the_local_cluster_it_starts() -> None:
     async def count() -> int:
-        async with _dask_client(ClusterSettings(workers=2)) as client:
+        async with job_dask.dask_client(ClusterSettings(workers=2)) as client:
             return await worker_count(client)
 
     assert asyncio.run(count()) == 2
@@ -277,7 +288,7 @@ def test_the_dask_job_writes_what_the_pandas_job_writes(
     dask_out, pandas_out = two_files.parent / "dask", two_files.parent / "pandas"
     settings = JobSettings(output=dask_out, engine="dask", **common)  # type: ignore[arg-type]
     cluster_settings = ClusterSettings(scheduler=cluster.scheduler_address)
-    summary = asyncio.run(DaskJob(settings, config, cluster_settings).run())
+    summary = asyncio.run(Job(settings, config, engine=DaskEngine(cluster_settings)).run())
     asyncio.run(Job(JobSettings(output=pandas_out, **common), config).run())  # type: ignore[arg-type]
 
     assert (summary.rows, summary.ok, summary.failed) == (len(test_split), len(test_split), 0)
@@ -302,7 +313,7 @@ def test_the_command_starts_its_own_cluster_and_shares_the_load_between_its_work
     runs = {}
     for engine in ("pandas", "dask"):
         output = two_files.parent / engine
-        command = [sys.executable, "-m", "tsbatch._cli", "classify", str(two_files), str(output)]
+        command = [sys.executable, "-m", "tsbatch", "classify", str(two_files), str(output)]
         options = ["--id-column=id", "--mode=rows", f"--rows-per-part={4 * ROW_GROUP}", f"--engine={engine}"]
         if engine == "dask":
             options.append("--workers=2")
@@ -328,7 +339,7 @@ def test_a_pandas_output_is_not_resumed_by_the_dask_engine(
     output = two_files.parent / "out"
     asyncio.run(Job(JobSettings(input=str(two_files), output=output, rows_per_part=500), config).run())
     settings = JobSettings(input=str(two_files), output=output, rows_per_part=500, engine="dask")
-    job = DaskJob(settings, config, ClusterSettings(scheduler=cluster.scheduler_address))
+    job = Job(settings, config, engine=DaskEngine(ClusterSettings(scheduler=cluster.scheduler_address)))
     with pytest.raises(JobInputError, match="different input or settings"):
         job.prepare()
 
@@ -350,7 +361,7 @@ def test_a_worker_killed_mid_job_still_gives_every_id_once(
         )
         try:
             pids = client.run(os.getpid)
-            wait_for(lambda: parts_done(output) >= 2, timeout=120)
+            wait_for(lambda: parts_done(output) >= 2, "two parts recorded", timeout=120)
             victim = busy_worker(client)
             recorded_at_kill = parts_done(output)
             os.kill(pids[victim], signal.SIGKILL)
@@ -373,7 +384,7 @@ def test_a_killed_dask_job_resumes_without_redoing_written_parts(
     env = server_env(torchserve)
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: parts_done(output) >= 3, timeout=120)
+        wait_for(lambda: parts_done(output) >= 3, "three parts recorded", timeout=120)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -399,7 +410,7 @@ def test_sigterm_stops_a_dask_job_at_once_and_it_resumes(
     env = server_env(torchserve)
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: parts_done(output) >= 1, timeout=120)
+        wait_for(lambda: parts_done(output) >= 1, "a part recorded", timeout=120)
         first.send_signal(signal.SIGTERM)
         _, stderr = first.communicate(timeout=60)
     finally:
@@ -427,3 +438,11 @@ def test_cluster_options_that_do_not_fit_are_refused(
 ) -> None:
     assert main(["classify", str(two_files), str(two_files.parent / "out"), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_settings_sent_to_workers_carry_no_token() -> None:
+    auth = Auth(inference_token="tok-inference-123", management_token="tok-management-456")
+    settings = WorkerSettings(config=ClientConfig(auth=auth), options=ClassifyOptions(), workers=2)
+    shipped = pickle.dumps(settings)
+    assert b"tok-inference-123" not in shipped and b"tok-management-456" not in shipped
+    assert pickle.loads(shipped).config.auth.inference_token is None

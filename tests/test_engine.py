@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from tsbatch import BatchLimits, ConfigError, EngineConfig, ModelInfo
-from tsbatch._engine import ClassifyOptions, choose_concurrency, choose_mode, plan_batches, prepare
+from tsbatch import BatchLimits, ClassifyOptions, ConfigError, EngineConfig, ModelInfo
+from tsbatch._engine import choose_concurrency, choose_mode
+from tsbatch._prepare import plan_batches, prepare
 
 
 def info(batch_size: int = 8, workers: int = 1, queue: int | None = 100, lists: bool = True) -> ModelInfo:

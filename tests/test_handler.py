@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+pytest.importorskip("torch")  # needs the serve extra
+
 from tsbatch._demo.handler import MAX_TEXT_CHARS, BadInput, DemoTextHandler, feature_ids, parse_request
 
 

@@ -13,6 +13,9 @@ import aiohttp
 import pyarrow.parquet as pq
 import pytest
 
+pytest.importorskip("psutil")  # needs the serve extra
+pytest.importorskip("torch")  # needs the serve extra
+
 from tests.conftest import SESSION_BATCH_SIZE, SESSION_MAX_BATCH_DELAY_MS, serve_settings
 from tsbatch import LocalServerError
 from tsbatch._demo.archive import DEFAULT_DATA

@@ -11,7 +11,7 @@ import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
@@ -19,11 +19,14 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import free_ports
-from tests.job_helpers import parts_done, port_open, server_env, wait_for
+from tests.job_helpers import parts_done, port_open, server_env
+from tests.waiting import wait_for
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._job import JobMetrics
 from tsbatch._metrics import client_metrics
-from tsbatch._serve import local
+
+if TYPE_CHECKING:
+    from tsbatch._serve import local
 
 MONITORING = Path(__file__).resolve().parents[1] / "monitoring"
 DASHBOARD = MONITORING / "torchserve_dashboard.json"
@@ -126,7 +129,7 @@ def tsbatch_metric_names() -> set[str]:
     metrics.requests.labels("predict", "200").inc()
     metrics.duration.labels("predict").observe(0.1)
     metrics.retries.labels("predict", "503").inc()
-    job = JobMetrics.create()
+    job = JobMetrics()
     job.rows.labels("ok").inc()
     job.mark_success()
     return {
@@ -212,7 +215,7 @@ def test_a_real_prometheus_scrapes_a_job_and_every_dashboard_query_returns_data(
         [
             sys.executable,
             "-m",
-            "tsbatch._cli",
+            "tsbatch",
             "classify",
             str(source),
             str(output),
@@ -231,8 +234,12 @@ def test_a_real_prometheus_scrapes_a_job_and_every_dashboard_query_returns_data(
     )
     answered: dict[str, bool] = {title + expr: False for title, expr in dashboard_queries()}
     try:
-        wait_for(lambda: port_open(prometheus_port) and port_open(gateway_port), timeout=60)
-        wait_for(lambda: parts_done(output) >= 2, timeout=120)
+        wait_for(
+            lambda: port_open(prometheus_port) and port_open(gateway_port),
+            "Prometheus and the Pushgateway to listen",
+            timeout=60,
+        )
+        wait_for(lambda: parts_done(output) >= 2, "two parts recorded", timeout=120)
 
         def everything_answered() -> bool:
             for title, expr in dashboard_queries():
@@ -242,10 +249,10 @@ def test_a_real_prometheus_scrapes_a_job_and_every_dashboard_query_returns_data(
 
         # While the job runs, its own series are scraped; once it ends, the Pushgateway's are.
         try:
-            wait_for(everything_answered, timeout=30)
+            wait_for(everything_answered, "every dashboard query to return data", timeout=30)
         except AssertionError:
             job.wait(timeout=300)
-            wait_for(everything_answered, timeout=60)
+            wait_for(everything_answered, "every dashboard query to return data", timeout=60)
     finally:
         if job.poll() is None:
             job.send_signal(signal.SIGTERM)

@@ -18,12 +18,16 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+
+pytest.importorskip("psutil")  # needs the serve extra
+pytest.importorskip("torch")  # needs the serve extra
 from prometheus_client import CollectorRegistry
 
 from tests.client_helpers import sample
 from tests.conftest import free_ports, serve_settings
-from tests.job_helpers import parts_done, server_env, wait_for
+from tests.job_helpers import parts_done, server_env
 from tests.proxy import Proxy
+from tests.waiting import wait_for
 from tsbatch import Auth, ClientConfig, run_report
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._serve import local
@@ -64,7 +68,7 @@ def classify_command(input_path: Path, output: Path, *options: str) -> list[str]
     return [
         sys.executable,
         "-m",
-        "tsbatch._cli",
+        "tsbatch",
         "classify",
         str(input_path),
         str(output),
@@ -97,7 +101,7 @@ def test_a_30_s_outage_mid_job_costs_no_row_and_the_job_carries_on_by_itself(
     output = tmp_path / "out"
     command = classify_command(DEFAULT_DATA, output, "--rows-per-part=1000", "--mode=rows")
     with running(command, job_env(server, proxy)) as job:
-        wait_for(lambda: parts_done(output) >= 3, timeout=120)
+        wait_for(lambda: parts_done(output) >= 3, "three parts recorded", timeout=120)
         local.stop(settings.run_dir)
         down_at = time.monotonic()
         assert job.poll() is None, "the job ended before the outage"
@@ -126,7 +130,7 @@ def test_an_outage_longer_than_the_budget_stops_the_job_with_exit_75_and_it_resu
     command = classify_command(input_path, output, "--rows-per-part=500", "--mode=rows", "--concurrency=4")
     env = job_env(server, proxy, TSBATCH_MAX_OUTAGE_S="5")
     with running(command, env) as job:
-        wait_for(lambda: parts_done(output) >= 2, timeout=120)
+        wait_for(lambda: parts_done(output) >= 2, "two parts recorded", timeout=120)
         local.stop(settings.run_dir)
         stopped_at = time.monotonic()
         _, err = job.communicate(timeout=120)
@@ -179,7 +183,11 @@ def test_a_job_started_while_the_server_is_down_waits_for_it(
     local.stop(settings.run_dir)
     output = tmp_path / "out"
     with running(classify_command(test_split_file, output), job_env(server, proxy)) as job:
-        wait_for(lambda: proxy.count("/ping") >= 2 or job.poll() is not None, timeout=60)
+        wait_for(
+            lambda: proxy.count("/ping") >= 2 or job.poll() is not None,
+            "the job to poll the server",
+            timeout=60,
+        )
         assert job.poll() is None, job.communicate()[1]  # it started, and waits
         local.start(settings, say=lambda _: None)
         _, err = job.communicate(timeout=240)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import typing
 
+import pytest
+
 import tsbatch
 
 EXPECTED = [
@@ -16,6 +18,8 @@ EXPECTED = [
     "CircuitOpenError",
     "ClassificationError",
     "Classifier",
+    "ClassifyKwargs",
+    "ClassifyOptions",
     "ClientConfig",
     "ConfigError",
     "EngineConfig",
@@ -23,11 +27,14 @@ EXPECTED = [
     "HealthStatus",
     "InputValidationError",
     "LocalServerError",
+    "MockTransport",
     "ModelInfo",
     "OutageError",
     "OutagePolicy",
     "PredictResult",
     "Prediction",
+    "Reply",
+    "Request",
     "RetryPolicy",
     "RunReport",
     "TLSConfig",
@@ -37,13 +44,15 @@ EXPECTED = [
     "TorchServeConnectionError",
     "TorchServeError",
     "TorchServeInferenceError",
+    "Transport",
+    "TsbatchError",
     "__version__",
     "batch_metrics",
     "classifier",
-    "dask",
     "failures",
+    "is_testing",
     "run_report",
-    "serve",
+    "set_testing",
 ]
 
 
@@ -58,8 +67,9 @@ def test_public_names_are_sorted_and_importable() -> None:
 
 
 def test_nothing_public_leaks_beyond_all() -> None:
-    public = {name for name in vars(tsbatch) if not name.startswith("_")}
-    assert public <= set(tsbatch.__all__)
+    # tsbatch.dask and tsbatch.serve are submodules for the extras, imported on demand.
+    public = {name for name, value in vars(tsbatch).items() if not name.startswith("_")}
+    assert public - {"dask", "serve"} <= set(tsbatch.__all__)
 
 
 def test_no_third_party_type_in_a_public_signature() -> None:
@@ -74,3 +84,26 @@ def test_no_third_party_type_in_a_public_signature() -> None:
             hints = str(typing.get_type_hints(function))
             for library in ("aiohttp", "tenacity", "pybreaker"):
                 assert library not in hints, f"{name}.{function.__name__} exposes {library}"
+
+
+def test_every_error_tsbatch_raises_is_a_tsbatch_error() -> None:
+    errors = [getattr(tsbatch, n) for n in tsbatch.__all__ if n.endswith("Error")]
+    assert errors and all(issubclass(error, tsbatch.TsbatchError) for error in errors)
+    # The seed's names keep their meaning: everything about the server is a TorchServeError.
+    for server_error in (
+        "TorchServeConnectionError",
+        "TorchServeInferenceError",
+        "CircuitOpenError",
+        "OutageError",
+    ):
+        assert issubclass(getattr(tsbatch, server_error), tsbatch.TorchServeError)
+
+
+def test_the_options_object_and_its_keyword_form_name_the_same_options() -> None:
+    fields = typing.get_type_hints(tsbatch.ClassifyOptions)
+    assert typing.get_type_hints(tsbatch.ClassifyKwargs) == fields
+
+
+def test_a_misspelt_option_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="modle"):
+        tsbatch.ClassifyOptions(modle="demo")  # type: ignore[call-arg]

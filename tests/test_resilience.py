@@ -8,7 +8,9 @@ import pytest
 
 from tests.client_helpers import FakeTime
 from tsbatch import RetryPolicy, TorchServeConnectionError, TorchServeInferenceError
-from tsbatch._resilience import RetryBudget, assess, parse_retry_after
+from tsbatch._protocols._base import parse_retry_after
+from tsbatch._resilience import assess
+from tsbatch._retry import RetryBudget
 
 
 def test_budget_allows_about_a_fifth_of_requests_as_retries() -> None:

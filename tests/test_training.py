@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("torch")  # needs the serve extra
+
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._demo.scoring import evaluate
 from tsbatch._demo.train import TrainingResult, train

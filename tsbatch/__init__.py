@@ -7,18 +7,7 @@ from typing import Any as _Any
 
 from tsbatch import _accessor as _accessor
 from tsbatch._client import TorchServeClient
-from tsbatch._config import (
-    Auth,
-    BatchLimits,
-    BreakerPolicy,
-    ClientConfig,
-    EngineConfig,
-    HealthPolicy,
-    OutagePolicy,
-    RetryPolicy,
-    Timeouts,
-    TLSConfig,
-)
+from tsbatch._config import ClientConfig, EngineConfig
 from tsbatch._errors import (
     CircuitOpenError,
     ClassificationError,
@@ -30,12 +19,25 @@ from tsbatch._errors import (
     TorchServeConnectionError,
     TorchServeError,
     TorchServeInferenceError,
+    TsbatchError,
 )
 from tsbatch._frame import RunReport, batch_metrics, failures, run_report
+from tsbatch._options import ClassifyKwargs, ClassifyOptions
+from tsbatch._policies import (
+    Auth,
+    BatchLimits,
+    BreakerPolicy,
+    HealthPolicy,
+    OutagePolicy,
+    RetryPolicy,
+    Timeouts,
+    TLSConfig,
+)
 from tsbatch._seed import Classifier
+from tsbatch._testing import is_testing, set_testing
+from tsbatch._transport import MockTransport, Reply, Request, Transport
 from tsbatch._types import BatchResult, CallInfo, HealthStatus, ModelInfo, Prediction, PredictResult
-
-__version__ = "0.1.0.dev0"
+from tsbatch._version import __version__
 
 __all__ = [
     "Auth",
@@ -46,6 +48,8 @@ __all__ = [
     "CircuitOpenError",
     "ClassificationError",
     "Classifier",
+    "ClassifyKwargs",
+    "ClassifyOptions",
     "ClientConfig",
     "ConfigError",
     "EngineConfig",
@@ -53,11 +57,14 @@ __all__ = [
     "HealthStatus",
     "InputValidationError",
     "LocalServerError",
+    "MockTransport",
     "ModelInfo",
     "OutageError",
     "OutagePolicy",
     "PredictResult",
     "Prediction",
+    "Reply",
+    "Request",
     "RetryPolicy",
     "RunReport",
     "TLSConfig",
@@ -67,25 +74,37 @@ __all__ = [
     "TorchServeConnectionError",
     "TorchServeError",
     "TorchServeInferenceError",
+    "Transport",
+    "TsbatchError",
     "__version__",
     "batch_metrics",
     "classifier",
-    "dask",
     "failures",
+    "is_testing",
     "run_report",
-    "serve",
+    "set_testing",
 ]
 
 _classifier: Classifier | None = None
 
 
 def __getattr__(name: str) -> _Any:
-    """``tsbatch.classifier``, built from the environment on first use; ``tsbatch.serve`` and ``.dask``."""
+    """``tsbatch.classifier``, built from the environment on first use; ``tsbatch.serve`` and ``.dask``.
+
+    ``serve`` and ``dask`` are imported on demand, each needing its extra;
+    without it they are no attributes (``hasattr`` is false) and the error says
+    which extra to install.
+    """
     global _classifier
-    if name in ("dask", "serve"):  # imported on demand: each needs its extra
+    if name in ("dask", "serve"):
         import importlib
 
-        return importlib.import_module(f"tsbatch.{name}")
+        try:
+            return importlib.import_module(f"tsbatch.{name}")
+        except ImportError as exc:
+            raise AttributeError(
+                f"tsbatch.{name} needs the {name} extra: pip install 'tsbatch[{name}]' (missing {exc.name})"
+            ) from None
     if name == "classifier":
         if _classifier is None:
             _classifier = Classifier()

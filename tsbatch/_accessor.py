@@ -6,31 +6,21 @@ nothing but the object it wraps.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
-from tsbatch._classify import FrameOptions, aclassify_frame
+from tsbatch._classify import aclassify_frame
 from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig
+from tsbatch._options import ClassifyKwargs, ClassifyOptions
 from tsbatch._sync import run_sync
-
-_DOC_OPTIONS = """
-        Options: ``model``, ``version``, ``mode`` (``"auto"``, ``"rows"``: one
-        text per request, ``"list"``: one request per batch), ``errors``
-        (``"coerce"``: failed rows become ``ts_status="error"`` rows;
-        ``"raise"``: raise :class:`ClassificationError`), ``prefix`` of the
-        prediction columns (``"pred_"``), ``include_scores``, ``long_text``
-        (``"truncate"`` or ``"error"``), ``non_string`` (``"convert"`` or
-        ``"error"``), ``batch_size``, ``concurrency``, ``max_text_length``
-        (default: the model's own limit), ``progress``.
-"""
 
 
 @pd.api.extensions.register_dataframe_accessor("ts")
 class FrameAccessor:
-    """``df.ts.classify("text")``: classify a text column with TorchServe."""
+    """``df.ts.classify("text")``: classify a text column with a served model."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self._frame = frame
@@ -41,10 +31,19 @@ class FrameAccessor:
         *,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
-        **options: Any,
+        **options: Unpack[ClassifyKwargs],
     ) -> pd.DataFrame:
-        """Return the frame plus ``pred_*`` and ``ts_*`` columns; works inside Jupyter."""
-        settings = FrameOptions(**options)
+        """Return the frame plus ``pred_*`` and ``ts_*`` columns; works inside Jupyter.
+
+        ``config`` says where the server is (default: ``TORCHSERVE_*``
+        environment variables), ``registry`` where metrics go; the other
+        keyword arguments are the fields of :class:`~tsbatch.ClassifyOptions`
+        (``model``, ``version``, ``mode``, ``errors``, ``prefix``,
+        ``include_scores``, ``long_text``, ``non_string``, ``batch_size``,
+        ``concurrency``, ``max_concurrency``, ``max_text_length``,
+        ``progress``); an unknown one is a ``TypeError``.
+        """
+        settings = ClassifyOptions(**options)
         return run_sync(
             lambda: aclassify_frame(self._frame, column, settings, config=config, registry=registry)
         )
@@ -56,16 +55,13 @@ class FrameAccessor:
         client: TorchServeClient | None = None,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
-        **options: Any,
+        **options: Unpack[ClassifyKwargs],
     ) -> pd.DataFrame:
         """The async form of :meth:`classify`; may reuse an open ``client``."""
-        settings = FrameOptions(**options)
+        settings = ClassifyOptions(**options)
         return await aclassify_frame(
             self._frame, column, settings, client=client, config=config, registry=registry
         )
-
-    classify.__doc__ = (classify.__doc__ or "") + _DOC_OPTIONS
-    aclassify.__doc__ = (aclassify.__doc__ or "") + _DOC_OPTIONS
 
 
 @pd.api.extensions.register_series_accessor("ts")
@@ -79,12 +75,25 @@ class SeriesAccessor:
         name = self._series.name if self._series.name is not None else "text"
         return self._series.to_frame(name), name
 
-    def classify(self, **options: Any) -> pd.DataFrame:
-        """Return a frame of the texts plus ``pred_*`` and ``ts_*`` columns."""
+    def classify(
+        self,
+        *,
+        config: ClientConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        **options: Unpack[ClassifyKwargs],
+    ) -> pd.DataFrame:
+        """Return a frame of the texts plus ``pred_*`` and ``ts_*`` columns; as ``DataFrame.ts.classify``."""
         frame, name = self._frame()
-        return frame.ts.classify(name, **options)
+        return frame.ts.classify(name, config=config, registry=registry, **options)
 
-    async def aclassify(self, **options: Any) -> pd.DataFrame:
+    async def aclassify(
+        self,
+        *,
+        client: TorchServeClient | None = None,
+        config: ClientConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        **options: Unpack[ClassifyKwargs],
+    ) -> pd.DataFrame:
         """The async form of :meth:`classify`."""
         frame, name = self._frame()
-        return await frame.ts.aclassify(name, **options)
+        return await frame.ts.aclassify(name, client=client, config=config, registry=registry, **options)

@@ -16,8 +16,8 @@ import logging
 import threading
 import time
 
-from tsbatch._config import Auth
 from tsbatch._errors import ConfigError
+from tsbatch._policies import Auth
 
 logger = logging.getLogger("tsbatch")
 

@@ -2,16 +2,22 @@
 
 The tree::
 
-    TorchServeError
-    ├── TorchServeConnectionError   the server could not be reached or did not answer in time
-    │   ├── CircuitOpenError        refused at once: the circuit breaker is open
-    │   └── OutageError             the server stayed unavailable for the whole outage budget
-    ├── TorchServeInferenceError    the server answered with an error or an unusable reply
-    │   └── TorchServeAuthError     the token was refused, even after re-reading the key file
-    ├── ClassificationError         some rows failed (errors="raise"); carries the failures table
-    ├── LocalServerError            a local TorchServe could not be built, started or stopped
-    ├── InputValidationError        bad input from the caller (also a ValueError)
-    └── ConfigError                 a bad setting (also a ValueError)
+    TsbatchError                        every error tsbatch raises
+    ├── TorchServeError                 something about the server
+    │   ├── TorchServeConnectionError   it could not be reached or did not answer in time
+    │   │   ├── CircuitOpenError        refused at once: the circuit breaker is open
+    │   │   └── OutageError             it stayed unavailable for the whole outage budget
+    │   └── TorchServeInferenceError    it answered with an error or an unusable reply
+    │       └── TorchServeAuthError     it refused the token, even after the key file was read again
+    ├── ClassificationError             some rows failed (errors="raise"); carries the failures table
+    ├── InputValidationError            bad input from the caller (also a ValueError)
+    │   └── JobInputError               a Parquet job cannot start: bad INPUT, OUTPUT or column
+    ├── ConfigError                     a bad setting (also a ValueError)
+    ├── LocalServerError                a local TorchServe could not be built, started or stopped
+    └── JobError                        a Parquet job stopped before it finished
+        ├── JobStopped                  asked to stop (a signal); resumable
+        ├── JobOutage                   the server stayed unavailable too long; resumable
+        └── JobOutputError              OUTPUT could not be written (disk full, no permission)
 
 aiohttp, tenacity and pybreaker exceptions are translated to these at the
 transport and resilience layers and never escape the public API.  Messages
@@ -23,8 +29,12 @@ from __future__ import annotations
 from typing import Any
 
 
-class TorchServeError(Exception):
-    """Base class of every error tsbatch raises.
+class TsbatchError(Exception):
+    """Base class of every error tsbatch raises."""
+
+
+class TorchServeError(TsbatchError):
+    """Something about the server: it could not be reached, or answered with an error.
 
     ``attempts`` is the number of HTTP requests the failed call sent (0 when
     none went out, as when the circuit breaker refused it).
@@ -98,19 +108,19 @@ class TorchServeAuthError(TorchServeInferenceError):
     """The server refused the token, also after the key file was read again."""
 
 
-class LocalServerError(TorchServeError):
+class LocalServerError(TsbatchError):
     """A local TorchServe could not be built, started or stopped."""
 
 
-class InputValidationError(TorchServeError, ValueError):
+class InputValidationError(TsbatchError, ValueError):
     """The caller's input cannot be sent (empty text, not a string, ...)."""
 
 
-class ConfigError(TorchServeError, ValueError):
+class ConfigError(TsbatchError, ValueError):
     """A setting is missing or out of range; the message names the setting."""
 
 
-class ClassificationError(TorchServeError):
+class ClassificationError(TsbatchError):
     """Some rows could not be classified (raised with ``errors="raise"``).
 
     ``failures`` holds the failed rows with their ``ts_error``; ``result`` the
@@ -121,3 +131,23 @@ class ClassificationError(TorchServeError):
         super().__init__(message)
         self.failures = failures
         self.result = result
+
+
+class JobInputError(InputValidationError):
+    """A Parquet job cannot start: bad INPUT, OUTPUT, column or id column; nothing was written."""
+
+
+class JobError(TsbatchError):
+    """A Parquet job stopped before it finished; the parts it recorded are kept."""
+
+
+class JobStopped(JobError):
+    """The job was asked to stop (SIGINT, SIGTERM); run it again to resume."""
+
+
+class JobOutage(JobError):
+    """The server stayed unavailable for the whole outage budget; run the job again to resume."""
+
+
+class JobOutputError(JobError):
+    """OUTPUT could not be written (disk full, no permission); the message names the path."""

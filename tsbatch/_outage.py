@@ -21,10 +21,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from tsbatch._config import OutagePolicy
+from tsbatch._breaker import AsyncCircuitBreaker
 from tsbatch._errors import OutageError
 from tsbatch._metrics import ClientMetrics
-from tsbatch._resilience import AsyncCircuitBreaker, Clock, Sleep
+from tsbatch._policies import OutagePolicy
+from tsbatch._resilience import Clock, Sleep
 
 logger = logging.getLogger("tsbatch")
 
@@ -109,9 +110,14 @@ class Availability:
         finally:
             self._leave()
 
+    def rebind(self) -> None:
+        """Forget the event and the poller of an earlier event loop."""
+        self._changed = None
+        self._poller = None
+
     async def aclose(self) -> None:
         """Stop polling ``/ping``."""
-        if self._poller is not None:
+        if self._poller is not None and not self._poller.done():
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller

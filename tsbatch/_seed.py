@@ -13,8 +13,10 @@ from typing import Any
 
 from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig
-from tsbatch._engine import ClassifyOptions, RowOutcome, classify_values
+from tsbatch._engine import classify_values
 from tsbatch._errors import InputValidationError
+from tsbatch._options import ClassifyOptions
+from tsbatch._outcomes import RowOutcome
 
 
 class Classifier:

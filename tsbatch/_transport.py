@@ -1,8 +1,16 @@
-"""The client's one seam to the network: an aiohttp session, errors translated.
+"""The client's one seam to the network.
 
-Every HTTP request of :class:`~tsbatch.TorchServeClient` goes through
-:meth:`Transport.request`, which returns the whole reply or raises
-:class:`~tsbatch.TorchServeConnectionError`; no aiohttp exception gets past it.
+Every HTTP request of :class:`~tsbatch.TorchServeClient` is a :class:`Request`
+given to a transport's ``send``, which returns the whole :class:`Reply` or
+raises :class:`~tsbatch.TorchServeConnectionError`; no aiohttp exception gets
+past it.  :class:`AiohttpTransport` talks to the network; :class:`MockTransport`
+answers in-process, from a function, for tests (as httpx's ``MockTransport``).
+
+:class:`AiohttpTransport` belongs to one event loop at a time.  It opens its
+session on the loop it is first used on, and closes it when that loop shuts
+down (``asyncio.run`` finalizes async generators before it closes the loop),
+so a client can serve one ``asyncio.run`` after another.  Using it from a
+second loop while the first still runs is refused with a clear error.
 
 A request first waits for one of the pool's connections, then gets its
 timeout: time spent queued behind other requests of this client is not the
@@ -12,15 +20,28 @@ server's fault, and must not turn into a timeout that counts against it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from tsbatch._config import Timeouts, TLSConfig
 from tsbatch._errors import TorchServeConnectionError
+from tsbatch._policies import Timeouts, TLSConfig
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request; ``timeout`` (seconds) overrides the transport's request timeout."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -28,100 +49,150 @@ class Reply:
     """A complete HTTP reply."""
 
     status: int
-    reason: str
-    headers: Mapping[str, str]
-    body: bytes
+    reason: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
-def _where(method: str, url: str) -> str:
-    parts = urlsplit(url)
-    return f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
+class Transport(Protocol):
+    """What sends the client's requests."""
+
+    async def send(self, request: Request) -> Reply:
+        """Send ``request`` and read the whole reply, or raise :class:`TorchServeConnectionError`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
 
 
-class Transport:
-    """One pooled aiohttp session, created on first use inside the running loop."""
+class MockTransport:
+    """Answers every request with ``handler(request)``, in-process, for tests.
+
+    The handler returns a :class:`Reply` (or an awaitable of one), or raises
+    :class:`~tsbatch.TorchServeConnectionError` to act out a network failure.
+    """
+
+    def __init__(self, handler: Callable[[Request], Reply | Awaitable[Reply]]) -> None:
+        self._handler = handler
+
+    async def send(self, request: Request) -> Reply:
+        reply = self._handler(request)
+        return await reply if inspect.isawaitable(reply) else reply
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _where(request: Request) -> str:
+    parts = urlsplit(request.url)
+    return f"{request.method} {parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class AiohttpTransport:
+    """One pooled aiohttp session on the event loop in use."""
 
     def __init__(self, *, pool_size: int, timeouts: Timeouts, tls: TLSConfig) -> None:
         self._pool_size = pool_size
         self._timeouts = timeouts
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
-        self._slots = asyncio.Semaphore(pool_size)  # made again with each session, on its loop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if self._tls.ca_bundle is not None:
             return ssl.create_default_context(cafile=str(self._tls.ca_bundle))
         return self._tls.verify
 
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._pool_size, limit_per_host=self._pool_size, ssl=self._ssl()
+    async def _open(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        session, slots = self._session, self._slots
+        if session is not None and slots is not None and not session.closed and self._loop is loop:
+            return session, slots
+        if (
+            session is not None
+            and not session.closed
+            and self._loop is not None
+            and not self._loop.is_closed()
+        ):
+            raise RuntimeError(
+                "this TorchServeClient is in use on another event loop; make one client per loop"
             )
-            self._slots = asyncio.Semaphore(self._pool_size)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(
-                    total=self._timeouts.request, sock_connect=self._timeouts.connect
-                ),
-            )
-        return self._session
+        connector = aiohttp.TCPConnector(
+            limit=self._pool_size, limit_per_host=self._pool_size, ssl=self._ssl()
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self._timeouts.request, sock_connect=self._timeouts.connect),
+        )
+        self._session, self._loop = session, loop
+        self._slots = slots = asyncio.Semaphore(self._pool_size)
+        self._closer = self._close_with_the_loop(session)
+        await anext(self._closer)  # registered with the loop: closed when it shuts down
+        return session, slots
 
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        data: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> Reply:
+    @staticmethod
+    async def _close_with_the_loop(session: aiohttp.ClientSession) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await session.close()
+
+    async def send(self, request: Request) -> Reply:
         """Send one request and read the whole reply."""
-        session = self._open()
+        session, slots = await self._open()
+        timeout = request.timeout
         limits = session.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
-        where = _where(method, url)
         try:
             async with (
-                self._slots,
-                session.request(method, url, data=data, headers=headers, timeout=limits) as reply,
+                slots,
+                session.request(
+                    request.method, request.url, data=request.body, headers=request.headers, timeout=limits
+                ) as reply,
             ):
                 body = await reply.read()
                 return Reply(reply.status, reply.reason or "", dict(reply.headers), body)
         except TimeoutError as exc:
             limit = timeout if timeout is not None else self._timeouts.request
             raise TorchServeConnectionError(
-                f"{where}: no reply within {limit:g}s", kind="timeout", url=url
+                f"{_where(request)}: no reply within {limit:g}s", kind="timeout", url=request.url
             ) from exc
         except aiohttp.ClientConnectorCertificateError as exc:
             raise TorchServeConnectionError(
-                f"{where}: cannot connect, the server's certificate is not trusted "
+                f"{_where(request)}: cannot connect, the server's certificate is not trusted "
                 "(pass a CA bundle: TORCHSERVE_CA_BUNDLE or TLSConfig(ca_bundle=...))",
                 kind="connect",
-                url=url,
+                url=request.url,
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise TorchServeConnectionError(
-                f"{where}: cannot connect ({exc.os_error.strerror or type(exc).__name__})",
+                f"{_where(request)}: cannot connect ({exc.os_error.strerror or type(exc).__name__})",
                 kind="connect",
-                url=url,
+                url=request.url,
             ) from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
             raise TorchServeConnectionError(
-                f"{where}: connection lost before the reply was complete ({type(exc).__name__})",
+                f"{_where(request)}: connection lost before the reply was complete ({type(exc).__name__})",
                 kind="reset",
-                url=url,
+                url=request.url,
             ) from exc
         except aiohttp.ClientError as exc:
             raise TorchServeConnectionError(
-                f"{where}: {type(exc).__name__}", kind="connect", url=url
+                f"{_where(request)}: {type(exc).__name__}", kind="connect", url=request.url
             ) from exc
-
-    async def aclose(self) -> None:
-        """Close the session and its connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     @property
     def closed(self) -> bool:
+        """Whether no session is open."""
         return self._session is None or self._session.closed
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = None
+        closer, self._closer = self._closer, None
+        if closer is not None and self._loop is asyncio.get_running_loop():
+            await closer.aclose()

@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import logging
 import os
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pandas as pd
 from prometheus_client import CollectorRegistry, start_http_server
 
 from tsbatch._client import TorchServeClient
-from tsbatch._config import ClientConfig
+from tsbatch._config import ClientConfig, EngineConfig
 from tsbatch._engine import (
-    ClassifyOptions,
     EngineResult,
     choose_concurrency,
     choose_mode,
@@ -35,6 +35,8 @@ from tsbatch._engine import (
 )
 from tsbatch._errors import OutageError
 from tsbatch._limit import ConcurrencyLimit
+from tsbatch._options import ClassifyOptions
+from tsbatch._policies import Auth
 
 logger = logging.getLogger("tsbatch")
 
@@ -48,18 +50,62 @@ METRICS_PORT_RANGE = 64
 class WorkerSettings:
     """What a partition task needs to classify; small, picklable and hashable.
 
-    ``options.engine.concurrency`` pins the job's total of requests in flight,
-    ``max_concurrency`` caps it; each of ``workers`` processes gets an equal
-    share, so adding workers does not add load.  Left unpinned, each process
-    starts from its share of the estimate made from the model's info and then
-    adapts to the server, as one process does.
+    ``options.concurrency`` pins the job's total of requests in flight,
+    ``options.max_concurrency`` caps it; each of ``workers`` processes gets an
+    equal share, so adding workers does not add load.  Left unpinned, each
+    process starts from its share of the estimate made from the model's info
+    and then adapts to the server, as one process does.  ``engine`` holds the
+    engine's settings as the driver read them.
+
+    Tokens never travel: pickled settings carry none, and each worker reads
+    its own from ``TORCHSERVE_INFERENCE_TOKEN`` / ``TORCHSERVE_MANAGEMENT_TOKEN``
+    or the key file, so that no task graph, dashboard or spill file shows one.
     """
 
     config: ClientConfig
     options: ClassifyOptions
+    engine: EngineConfig = field(default_factory=EngineConfig)
     workers: int = 1
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        auth = Auth(key_file=self.config.auth.key_file)
+        shipped = dataclasses.replace(self, config=dataclasses.replace(self.config, auth=auth))
+        return (_rebuild, (tuple((f.name, getattr(shipped, f.name)) for f in dataclasses.fields(self)),))
+
+    def client_config(self) -> ClientConfig:
+        """The settings with this process's own tokens (from its environment) filled in."""
+        auth = self.config.auth
+        return dataclasses.replace(
+            self.config,
+            auth=dataclasses.replace(
+                auth,
+                inference_token=auth.inference_token or os.environ.get("TORCHSERVE_INFERENCE_TOKEN") or None,
+                management_token=auth.management_token
+                or os.environ.get("TORCHSERVE_MANAGEMENT_TOKEN")
+                or None,
+            ),
+        )
+
+
+def warn_of_tokens_that_stay_behind(config: ClientConfig) -> None:
+    """Tokens given as strings are not sent to workers; say so when the workers may lack them."""
+    auth = config.auth
+    for token, variable in (
+        (auth.inference_token, "TORCHSERVE_INFERENCE_TOKEN"),
+        (auth.management_token, "TORCHSERVE_MANAGEMENT_TOKEN"),
+    ):
+        if token and token != os.environ.get(variable):
+            logger.warning(
+                "a token given as a string is not sent to Dask workers: set %s in the workers' environment "
+                "or give a key file they can read",
+                variable,
+            )
+
+
+def _rebuild(fields: tuple[tuple[str, Any], ...]) -> WorkerSettings:
+    return WorkerSettings(**dict(fields))
 
 
 class WorkerRuntime:
@@ -84,13 +130,14 @@ class WorkerRuntime:
     async def classify(self, values: list[Any]) -> EngineResult:
         """Classify ``values`` through this process's client, within its share of requests in flight."""
         client, limit = await self._ready()
-        return await classify_values(client, values, self.settings.options, limit=limit)
+        settings = self.settings
+        return await classify_values(client, values, settings.options, limit=limit, engine=settings.engine)
 
     async def _ready(self) -> tuple[TorchServeClient, ConcurrencyLimit]:
         # Runs on the loop thread only: the client is built before any await, and
         # a caller that resumes after another has set the limit keeps that limit.
         if self._client is None:
-            self._client = TorchServeClient(config=self.settings.config, registry=self.registry)
+            self._client = TorchServeClient(config=self.settings.client_config(), registry=self.registry)
         client = self._client
         if self._limit is None:
             limit = await self._share(client)
@@ -101,7 +148,7 @@ class WorkerRuntime:
     async def _share(self, client: TorchServeClient) -> ConcurrencyLimit:
         """This process's share of the job's requests in flight."""
         options, workers = self.settings.options, max(1, self.settings.workers)
-        engine = options.engine
+        engine = self.settings.engine
         if engine.concurrency is not None:
             return client.fixed_limit(max(1, engine.concurrency // workers))
         try:

@@ -8,6 +8,7 @@
 The same as ``tsbatch serve start|status|stop`` on the command line.
 """
 
-from tsbatch._serve.local import DEFAULT_RUN_DIR, LocalServer, ServeSettings, start, status, stop
+from tsbatch._serve.local import LocalServer, start, status, stop
+from tsbatch._serve.settings import DEFAULT_RUN_DIR, ServeSettings
 
 __all__ = ["DEFAULT_RUN_DIR", "LocalServer", "ServeSettings", "start", "status", "stop"]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 
-from tsbatch._config import Auth, ClientConfig
+from tsbatch._config import ClientConfig
 from tsbatch._demo.scoring import Evaluation, evaluate
 from tsbatch._job import Job, JobSettings, JobSummary
+from tsbatch._policies import Auth
 from tsbatch._serve.local import LocalServer
 
 

@@ -26,56 +26,16 @@ from pathlib import Path
 
 import psutil
 
-from tsbatch._demo.archive import DEFAULT_DATA, DEMO_MODEL_NAME, DEMO_MODEL_VERSION, build_demo_archive
+from tsbatch._demo.archive import DEMO_MODEL_NAME, DEMO_MODEL_VERSION, build_demo_archive
 from tsbatch._errors import LocalServerError
+from tsbatch._serve.settings import (
+    DEFAULT_RUN_DIR,
+    DEFAULT_STOP_TIMEOUT,
+    HOST,
+    ServeSettings,
+)
 
-DEFAULT_RUN_DIR = Path(".tsbatch") / "server"
-DEFAULT_INFERENCE_PORT = 8080
-DEFAULT_MANAGEMENT_PORT = 8081
-DEFAULT_METRICS_PORT = 8082
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_MAX_BATCH_DELAY_MS = 10
-DEFAULT_WORKERS = 1
-DEFAULT_JOB_QUEUE_SIZE = 100
-DEFAULT_STARTUP_TIMEOUT = 180.0
-DEFAULT_STOP_TIMEOUT = 60.0
-HOST = "127.0.0.1"
 _JAVA_MAIN_CLASS = "org.pytorch.serve.ModelServer"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServeSettings:
-    """How to run a local TorchServe."""
-
-    run_dir: Path = DEFAULT_RUN_DIR
-    inference_port: int = DEFAULT_INFERENCE_PORT
-    management_port: int = DEFAULT_MANAGEMENT_PORT
-    metrics_port: int = DEFAULT_METRICS_PORT
-    batch_size: int = DEFAULT_BATCH_SIZE
-    max_batch_delay_ms: int = DEFAULT_MAX_BATCH_DELAY_MS
-    workers: int = DEFAULT_WORKERS
-    job_queue_size: int = DEFAULT_JOB_QUEUE_SIZE
-    token_auth: bool = True
-    model_archive: Path | None = None
-    training_data: Path = DEFAULT_DATA
-    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
-
-    def __post_init__(self) -> None:
-        ports = {
-            "inference_port": self.inference_port,
-            "management_port": self.management_port,
-            "metrics_port": self.metrics_port,
-        }
-        for name, port in ports.items():
-            if not 1 <= port <= 65_535:
-                raise LocalServerError(f"{name} must be within 1..65535, got {port}")
-        if len(set(ports.values())) != len(ports):
-            raise LocalServerError(f"the three ports must differ, got {ports}")
-        for name in ("batch_size", "workers", "job_queue_size"):
-            if getattr(self, name) < 1:
-                raise LocalServerError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_batch_delay_ms < 0:
-            raise LocalServerError(f"max_batch_delay_ms must be >= 0, got {self.max_batch_delay_ms}")
 
 
 @dataclass(frozen=True)
@@ -261,12 +221,13 @@ def _log_tail(run_dir: Path, lines: int = 5) -> str:
     return ""
 
 
-def start(settings: ServeSettings = ServeSettings(), say: Callable[[str], None] = print) -> LocalServer:
+def start(settings: ServeSettings | None = None, say: Callable[[str], None] = print) -> LocalServer:
     """Start TorchServe with the demo model and wait until it can answer.
 
     Returns the server already running from ``settings.run_dir`` when there
     is one, so calling this twice never starts a second server.
     """
+    settings = settings or ServeSettings()
     running = status(settings.run_dir)
     if running is not None:
         say(f"TorchServe already running from {running.run_dir} (pid {running.pid})")

@@ -1,0 +1,204 @@
+"""Parquet jobs against a scripted server: exit codes for faults a real TorchServe cannot be made
+to produce on cue, and edge cases that need no real model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from aiohttp import web
+
+from tests.conftest import free_ports
+from tests.scripted_server import ServerThread
+from tests.waiting import wait_for
+from tsbatch import ClientConfig
+from tsbatch._cli import EXIT_CANNOT_WRITE, EXIT_OUTAGE
+from tsbatch._job import Job, JobSettings
+
+
+async def labels(request: web.Request) -> web.StreamResponse:
+    if not request.path.startswith("/predictions"):
+        return web.Response(status=404)
+    body = await request.read()
+    if request.content_type == "application/json":
+        return web.json_response([{"label": "x", "score": 0.5} for _ in json.loads(body)["instances"]])
+    return web.json_response({"label": "x", "score": 0.5})
+
+
+@pytest.fixture
+def input_file(tmp_path: Path) -> Path:
+    path = tmp_path / "input.parquet"
+    frame = pd.DataFrame({"id": [f"row-{i}" for i in range(600)], "text": [f"text {i}" for i in range(600)]})
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def run_job(
+    input_file: Path, output: Path, url: str, *options: str, file_size_limit: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    def limit_file_size() -> None:  # a full disk, as far as the job can tell: writes fail with EFBIG
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    env = {"TORCHSERVE_URL": url, "TORCHSERVE_MANAGEMENT_URL": url, "TSBATCH_PROGRESS": "0"}
+    command = [
+        sys.executable,
+        "-m",
+        "tsbatch",
+        "classify",
+        str(input_file),
+        str(output),
+        "--id-column=id",
+    ]
+    return subprocess.run(
+        [*command, *options],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+
+
+@contextlib.contextmanager
+def running_job(input_file: Path, output: Path, url: str, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """The job in a process of its own, killed (and its pipes closed) when the block ends."""
+    env = {**os.environ, "TORCHSERVE_URL": url, "TORCHSERVE_MANAGEMENT_URL": url, "TSBATCH_PROGRESS": "0"}
+    command = [
+        sys.executable,
+        "-m",
+        "tsbatch",
+        "classify",
+        str(input_file),
+        str(output),
+        "--id-column=id",
+    ]
+    with subprocess.Popen(
+        [*command, *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as job:
+        try:
+            yield job
+        finally:
+            job.kill()
+
+
+def test_an_output_that_cannot_be_written_exits_74_with_one_line_and_records_nothing_unwritten(
+    input_file: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "out"
+    with ServerThread([labels]) as server:
+        done = run_job(input_file, output, server.url, "--rows-per-part=200", file_size_limit=8192)
+    assert done.returncode == EXIT_CANNOT_WRITE, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(
+        f"tsbatch: error: cannot write {output / 'part-00000.parquet'}: File too large"
+    )
+    assert "Traceback" not in done.stderr
+    assert json.loads((output / "_manifest.json").read_text())["parts"] == {}
+    assert not list(output.glob("part-*")) and not list(output.glob(".*.tmp"))
+
+
+def test_a_server_that_never_answers_stops_the_job_with_exit_75_once_the_budget_is_spent(
+    input_file: Path, tmp_path: Path
+) -> None:
+    (port,) = free_ports(1)
+    url = f"http://127.0.0.1:{port}"
+    done = run_job(input_file, tmp_path / "out", url, "--max-outage=1")
+    assert done.returncode == EXIT_OUTAGE, done.stderr
+    assert "server unavailable for" in done.stderr and f"127.0.0.1:{port}" in done.stderr
+    assert "resume with:" in done.stderr
+    assert json.loads((tmp_path / "out" / "_manifest.json").read_text())["parts"] == {}
+
+
+def test_an_empty_input_gives_an_empty_output_with_the_full_schema(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"id": pd.Series([], dtype="string"), "text": pd.Series([], dtype="string")}).to_parquet(
+        empty
+    )
+    output = tmp_path / "out"
+    with ServerThread([labels]) as server:
+        done = run_job(empty, output, server.url)
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(output)  # the dataset: every part
+    assert table.num_rows == 0
+    assert {"id", "pred_label", "pred_score", "ts_status", "ts_error", "ts_attempts"} <= set(
+        table.column_names
+    )
+    failed = pq.read_table(output / "_failed.parquet")
+    assert failed.num_rows == 0 and failed.schema.equals(table.schema, check_metadata=False)
+
+
+def test_the_same_job_object_runs_twice(input_file: Path, tmp_path: Path) -> None:
+    with ServerThread([labels]) as server:
+        config = ClientConfig(url=server.url, management_url=server.url)
+        settings = JobSettings(input=str(input_file), output=tmp_path / "out", id_column="id", overwrite=True)
+        job = Job(settings, config)
+        first = asyncio.run(job.run())
+        second = asyncio.run(job.run())
+    assert first.ok == second.ok == 600
+    assert job.metrics.registry.get_sample_value("tsbatch_job_last_success_timestamp_seconds") is not None
+
+
+def test_a_job_killed_at_chosen_points_resumes_with_every_row_once(tmp_path: Path) -> None:
+    rows = 300  # three parts of 100
+    source = tmp_path / "input.parquet"
+    ids = [f"row-{i}" for i in range(rows)]
+    pd.DataFrame({"id": ids, "text": [f"text {i}" for i in range(rows)]}).to_parquet(source, index=False)
+    output = tmp_path / "out"
+    held: set[str] = set()
+    received_held: list[str] = []
+
+    async def answer_or_hold(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/predictions"):
+            text = (await request.read()).decode()
+            if text in held:
+                received_held.append(text)
+                await server.gate.wait()  # answered only when the server closes: the job is killed first
+            return web.json_response({"label": "x", "score": 0.5})
+        return web.Response(status=404)
+
+    def recorded() -> set[str]:
+        return set(json.loads((output / "_manifest.json").read_text())["parts"])
+
+    with ServerThread([answer_or_hold]) as server:
+        options = ("--rows-per-part=100", "--mode=rows", "--concurrency=4")
+
+        def kill_while_part_is_sent(part: int) -> None:
+            held.clear()
+            held.update(f"text {i}" for i in range(100 * part, 100 * part + 100))
+            received_held.clear()
+            with running_job(source, output, server.url, *options) as job:
+                wait_for(lambda: bool(received_held) or job.poll() is not None, f"part {part} to be sent")
+                assert job.poll() is None, job.communicate()[1]
+                job.kill()
+
+        # Killed while part 1 is being classified: part 0 is recorded, part 1 not written.
+        kill_while_part_is_sent(1)
+        assert recorded() == {"part-00000.parquet"}
+        assert not (output / "part-00001.parquet").exists()
+        # Killed between two parts: part 1 recorded, part 2 not begun.
+        kill_while_part_is_sent(2)
+        assert recorded() == {"part-00000.parquet", "part-00001.parquet"}
+        # Killed while part 2 was being written: a half-written temporary file, or a whole
+        # file renamed into place before the manifest recorded it (here: wrong rows in it).
+        (output / ".part-00002.parquet.0123456789ab.tmp").write_bytes(b"PAR1 half written")
+        shutil.copy(output / "part-00001.parquet", output / "part-00002.parquet")
+        held.clear()
+        done = run_job(source, output, server.url, *options)
+    assert done.returncode == 0, done.stderr
+    assert recorded() == {f"part-{i:05d}.parquet" for i in range(3)}
+    assert not list(output.glob(".*.tmp"))
+    table = pq.read_table(output).to_pandas()
+    assert sorted(table["id"]) == sorted(ids) and table["id"].is_unique
+    assert sorted(pq.read_table(output / "part-00002.parquet")["id"].to_pylist()) == sorted(ids[200:])

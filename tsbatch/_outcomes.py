@@ -1,0 +1,85 @@
+"""What a batch run produces: an outcome per input position, a record per batch, the result."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from tsbatch._types import Prediction
+
+
+class Stopped(Exception):
+    """The run was asked to stop before every text was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowOutcome:
+    """What happened to one input position."""
+
+    status: Literal["ok", "error", "skipped"]
+    prediction: Prediction | None = None
+    error: str | None = None
+    batch_id: int | None = None
+    attempts: int | None = None
+    latency_ms: float | None = None
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class BatchRecord:
+    """Metrics of one batch."""
+
+    batch_id: int
+    rows: int
+    bytes: int
+    started_at: float = math.nan
+    ended_at: float = math.nan
+    latency_ms: float = math.nan
+    attempts: int = 0
+    retries: int = 0
+    status: str = "pending"
+    error: str | None = None
+    concurrency_limit: int = 0
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    """Outcomes aligned with the input positions, and one record per batch.
+
+    ``concurrency`` is the limit of requests in flight the run started with
+    (``adaptive``: it then moved with the server's load); ``outage`` says why
+    the run ended early when the server stayed unavailable for the whole
+    outage budget.
+    """
+
+    rows: list[RowOutcome]
+    batches: list[BatchRecord]
+    model: str
+    version: str | None
+    mode: Literal["rows", "list"]
+    concurrency: int
+    adaptive: bool = False
+    outage: str | None = None
+
+
+@dataclass
+class Progress:
+    """Counters a progress display reads; ``on_update`` is called after each item,
+    and about once a second while a run goes on (with 0 rows)."""
+
+    total: int = 0
+    done: int = 0
+    errors: int = 0
+    retries: int = 0
+    limit: int = 0
+    paused_s: float | None = None
+    on_update: Callable[[Progress, int], None] | None = None
+
+    def advance(self, rows: int, errors: int, retries: int = 0) -> None:
+        self.done += rows
+        self.errors += errors
+        self.retries += retries
+        if self.on_update is not None:
+            self.on_update(self, rows)

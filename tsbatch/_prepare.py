@@ -1,0 +1,164 @@
+"""Before anything is sent: values turned into texts, de-duplicated, and planned into batches.
+
+Every input position ends in exactly one outcome: missing values are
+``skipped``, values that cannot be sent (not text, empty, too long, not
+encodable as UTF-8) are ``error`` rows decided here, the rest are sent, each
+distinct text once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tsbatch._config import EngineConfig
+from tsbatch._options import ClassifyOptions, NonString
+from tsbatch._outcomes import RowOutcome
+
+#: JSON overhead of one text inside ``{"instances": [...]}`` besides its own bytes.
+_LIST_ITEM_OVERHEAD = 8
+#: Estimated reply bytes per row: label, score and one entry per class.
+_REPLY_BASE_BYTES = 64
+_REPLY_BYTES_PER_CLASS = 32
+_UNKNOWN_CLASS_COUNT = 100
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, pd.NA and NaT compare unequal to themselves
+    except (TypeError, ValueError):
+        return False
+
+
+def _to_text(value: Any, policy: NonString) -> str:
+    """The text to send for ``value``, or ``ValueError`` saying why there is none."""
+    if isinstance(value, str):
+        return value
+    if policy == "error":
+        raise ValueError(f"value is {type(value).__name__}, not text (non_string='error')")
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("bytes value is not UTF-8 text") from None
+    if isinstance(value, bool | int | float) or type(value).__module__ == "numpy":
+        try:
+            return str(value)
+        except Exception as exc:  # a value that cannot be shown is that row's error, never the run's
+            raise ValueError(
+                f"value is {type(value).__name__}, which cannot be turned into text ({exc})"
+            ) from None
+    raise ValueError(f"value is {type(value).__name__}, which cannot be turned into text")
+
+
+@dataclass
+class Prepared:
+    texts: list[str]  # unique texts, in order of first appearance
+    positions: list[list[int]]  # input positions of each unique text
+    fixed: dict[int, RowOutcome]  # positions decided before sending
+    truncated: set[int]
+
+
+def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions) -> Prepared:
+    """Validate and de-duplicate ``values``; nothing is sent."""
+    index_of: dict[str, int] = {}
+    prepared = Prepared([], [], {}, set())
+    for position, value in enumerate(values):
+        if type(value) is str:  # the common case first
+            text = value
+        elif _is_missing(value):
+            prepared.fixed[position] = RowOutcome("skipped")
+            continue
+        else:
+            try:
+                text = _to_text(value, options.non_string)
+            except ValueError as exc:
+                prepared.fixed[position] = RowOutcome("error", error=str(exc))
+                continue
+        if not text or text.isspace():
+            prepared.fixed[position] = RowOutcome("error", error="text is empty")
+            continue
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # pandas holds lone surrogates; UTF-8 and JSON cannot
+                prepared.fixed[position] = RowOutcome(
+                    "error", error=f"text cannot be encoded as UTF-8 ({exc.reason} at character {exc.start})"
+                )
+                continue
+        if len(text) > max_length:
+            if options.long_text == "error":
+                prepared.fixed[position] = RowOutcome(
+                    "error", error=f"text has {len(text)} characters, more than {max_length}"
+                )
+                continue
+            text = text[:max_length]
+            prepared.truncated.add(position)
+        unique = index_of.get(text)
+        if unique is None:
+            index_of[text] = len(prepared.texts)
+            prepared.texts.append(text)
+            prepared.positions.append([position])
+        else:
+            prepared.positions[unique].append(position)
+    return prepared
+
+
+def plan_batches(
+    texts: Sequence[str], engine: EngineConfig, class_count: int | None
+) -> tuple[list[list[int]], list[int], list[int]]:
+    """Split unique texts into batches capped by rows, request bytes and reply bytes.
+
+    Returns the batches (lists of unique indexes), each batch's UTF-8 size in
+    bytes, and the indexes too large to send even alone.
+    """
+    limits = engine.limits
+    per_reply = _REPLY_BASE_BYTES + _REPLY_BYTES_PER_CLASS * (class_count or _UNKNOWN_CLASS_COUNT)
+    max_rows = max(1, min(limits.max_rows, limits.max_reply_bytes // per_reply))
+    batches: list[list[int]] = []
+    sizes: list[int] = []
+    too_large: list[int] = []
+    current: list[int] = []
+    size = 0
+    for index, text in enumerate(texts):
+        item = (len(text) if text.isascii() else len(text.encode("utf-8"))) + _LIST_ITEM_OVERHEAD
+        if item > limits.max_bytes:
+            too_large.append(index)
+            continue
+        if current and (len(current) >= max_rows or size + item > limits.max_bytes):
+            batches.append(current)
+            sizes.append(size - _LIST_ITEM_OVERHEAD * len(current))
+            current, size = [], 0
+        current.append(index)
+        size += item
+    if current:
+        batches.append(current)
+        sizes.append(size - _LIST_ITEM_OVERHEAD * len(current))
+    return batches, sizes, too_large
+
+
+@dataclass
+class Plan:
+    """The prepared texts and their batches (lists of indexes into ``prepared.texts``)."""
+
+    prepared: Prepared
+    batches: list[list[int]]
+    sizes: list[int]  # each batch's UTF-8 size in bytes
+    too_large: list[int]  # texts too large to send even alone
+
+
+def plan(
+    values: Sequence[Any],
+    options: ClassifyOptions,
+    engine: EngineConfig,
+    *,
+    max_length: int,
+    class_count: int | None,
+) -> Plan:
+    """Prepare ``values`` and split the texts into batches; nothing is sent."""
+    prepared = prepare(values, max_length=max_length, options=options)
+    batches, sizes, too_large = plan_batches(prepared.texts, engine, class_count)
+    return Plan(prepared, batches, sizes, too_large)
