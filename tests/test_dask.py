@@ -446,3 +446,46 @@ def test_settings_sent_to_workers_carry_no_token() -> None:
     shipped = pickle.dumps(settings)
     assert b"tok-inference-123" not in shipped and b"tok-management-456" not in shipped
     assert pickle.loads(shipped).config.auth.inference_token is None
+
+
+WORKERS_CLOSE = """
+import pandas as pd
+import dask.dataframe as dd
+from aiohttp import web
+from distributed import Client, LocalCluster
+
+import tsbatch
+import tsbatch.dask
+from tests.scripted_server import ServerThread
+
+
+async def answer(request):
+    if request.path.startswith("/models"):
+        return web.Response(status=404)
+    return web.json_response({"label": "x", "score": 0.5})
+
+
+if __name__ == "__main__":
+    with ServerThread([answer]) as server:
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        )
+        with cluster, Client(cluster):
+            config = tsbatch.ClientConfig(url=server.url, management_url=server.url)
+            frame = dd.from_pandas(pd.DataFrame({"text": [f"t{i}" for i in range(200)]}), npartitions=4)
+            statuses = frame.ts.classify("text", config=config, mode="rows").compute()["ts_status"]
+            print(statuses.value_counts().to_dict())
+"""
+
+
+def test_worker_processes_close_their_clients_and_loops(tmp_path: Path) -> None:
+    script = tmp_path / "workers_close.py"
+    script.write_text(WORKERS_CLOSE)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONWARNINGS": "always::ResourceWarning"}
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "{'ok': 200}" in done.stdout
+    assert "unclosed" not in done.stderr.lower(), done.stderr

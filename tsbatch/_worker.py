@@ -164,11 +164,13 @@ class WorkerRuntime:
         return client.adaptive_limit(key, initial, ceiling)
 
     def close(self) -> None:
-        """Close the client and stop the loop thread."""
+        """Close the client, stop the loop thread and close the loop."""
         if self._client is not None and self._loop.is_running():
             self.run(self._client.aclose)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 def _serve_metrics(registry: CollectorRegistry, address: str, first: int) -> int:
