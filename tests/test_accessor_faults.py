@@ -87,13 +87,15 @@ def test_without_an_outage_budget_an_open_breaker_fails_the_remaining_rows_at_on
             result = await frame.ts.aclassify(
                 "text", config=config, registry=registry, mode="rows", concurrency=1, progress=False
             )
-            return result, len(server.requests)
+            return result, sum(path.startswith("/predictions") for _, path, _ in server.requests)
 
-    result, requests = asyncio.run(scenario())
+    result, predictions = asyncio.run(scenario())
     assert (result["ts_status"] == "error").all()
-    # The model-info lookup fails too, but the management API has no breaker: three rows open it.
-    assert requests == 1 + 3
-    assert result["ts_error"].str.contains("circuit breaker open").sum() == 47
+    # The health check and the model-info lookup fail too, but open no breaker: three rows open it.
+    assert predictions == 3
+    opened = result["ts_error"].str.startswith("circuit breaker open after 3 failures in a row; the last: ")
+    assert opened.sum() == 47 and result["ts_error"][opened].str.endswith("Worker died.").all()
+    assert (result["ts_error_kind"] == "server").all()
     assert result["ts_attempts"].tolist() == [1, 1, 1] + [0] * 47
     assert sample(registry, "torchserve_circuit_breaker_trips_total") == 1
 

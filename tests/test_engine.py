@@ -83,7 +83,7 @@ def test_long_text_is_truncated_or_refused() -> None:
     truncated = prepare(["x" * 20], max_length=8, options=ClassifyOptions(long_text="truncate"))
     assert truncated.texts == ["x" * 8] and truncated.truncated == {0}
     refused = prepare(["x" * 20], max_length=8, options=ClassifyOptions(long_text="error"))
-    assert refused.fixed[0].error == "text has 20 characters, more than 8"
+    assert refused.fixed[0].error == "text is longer than the limit of 8 characters"
 
 
 def test_mode_auto_uses_lists_when_the_handler_takes_them() -> None:

@@ -116,9 +116,9 @@ def test_a_server_that_never_answers_stops_the_job_with_exit_75_once_the_budget_
     url = f"http://127.0.0.1:{port}"
     done = run_job(input_file, tmp_path / "out", url, "--max-outage=1")
     assert done.returncode == EXIT_OUTAGE, done.stderr
-    assert "server unavailable for" in done.stderr and f"127.0.0.1:{port}" in done.stderr
+    assert f"cannot reach the server at {url} for longer than max_outage (1 s)" in done.stderr
     assert "resume with:" in done.stderr
-    assert json.loads((tmp_path / "out" / "_manifest.json").read_text())["parts"] == {}
+    assert not list((tmp_path / "out").glob("part-*"))  # found before the first part
 
 
 def test_an_empty_input_gives_an_empty_output_with_the_full_schema(tmp_path: Path) -> None:

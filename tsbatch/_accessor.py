@@ -6,16 +6,30 @@ nothing but the object it wraps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Unpack
 
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
-from tsbatch._classify import aclassify_frame
+from tsbatch._classify import aclassify_frame, check_call
 from tsbatch._client import TorchServeClient
-from tsbatch._config import ClientConfig
-from tsbatch._options import ClassifyKwargs, ClassifyOptions
+from tsbatch._config import ClientConfig, with_connection
+from tsbatch._options import AccessorKwargs, read_kwargs
 from tsbatch._sync import run_sync
+
+_FRAME_ARGS = ("config", "registry")
+_ASYNC_ARGS = ("client", "config", "registry")
+
+
+def _connected(
+    config: ClientConfig | None, connection: dict[str, Any], client: TorchServeClient | None = None
+) -> ClientConfig | None:
+    if not connection:
+        return config
+    if client is not None:
+        raise TypeError(f"pass either client= or {', '.join(f'{k}=' for k in connection)}, not both")
+    return with_connection(config, **connection)
 
 
 @pd.api.extensions.register_dataframe_accessor("ts")
@@ -31,22 +45,21 @@ class FrameAccessor:
         *,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
-        **options: Unpack[ClassifyKwargs],
+        **kwargs: Unpack[AccessorKwargs],
     ) -> pd.DataFrame:
         """Return the frame plus ``pred_*`` and ``ts_*`` columns; works inside Jupyter.
 
-        ``config`` says where the server is (default: ``TORCHSERVE_*``
-        environment variables), ``registry`` where metrics go; the other
+        Where the server is: ``url``, ``key_file`` (TorchServe's
+        ``key_file.json``), ``inference_token``, ``management_url``,
+        ``management_token``, on top of ``config`` (default: ``TORCHSERVE_*``
+        environment variables).  ``registry`` says where metrics go.  The other
         keyword arguments are the fields of :class:`~tsbatch.ClassifyOptions`
         (``model``, ``version``, ``mode``, ``errors``, ``prefix``,
         ``include_scores``, ``long_text``, ``non_string``, ``batch_size``,
         ``concurrency``, ``max_concurrency``, ``max_text_length``,
         ``progress``); an unknown one is a ``TypeError``.
         """
-        settings = ClassifyOptions(**options)
-        return run_sync(
-            lambda: aclassify_frame(self._frame, column, settings, config=config, registry=registry)
-        )
+        return _classify(self._frame, column, "DataFrame.ts.classify", config, registry, kwargs)
 
     async def aclassify(
         self,
@@ -55,13 +68,41 @@ class FrameAccessor:
         client: TorchServeClient | None = None,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
-        **options: Unpack[ClassifyKwargs],
+        **kwargs: Unpack[AccessorKwargs],
     ) -> pd.DataFrame:
         """The async form of :meth:`classify`; may reuse an open ``client``."""
-        settings = ClassifyOptions(**options)
-        return await aclassify_frame(
-            self._frame, column, settings, client=client, config=config, registry=registry
+        return await _aclassify(
+            self._frame, column, "DataFrame.ts.aclassify", client, config, registry, kwargs
         )
+
+
+def _classify(
+    frame: pd.DataFrame,
+    column: Any,
+    method: str,
+    config: ClientConfig | None,
+    registry: CollectorRegistry | None,
+    kwargs: Mapping[str, Any],
+) -> pd.DataFrame:
+    # Everything that can be checked is, before the run's thread starts: a short traceback.
+    options, connection = read_kwargs(method, kwargs, _FRAME_ARGS)
+    check_call(frame, column, options)
+    config = _connected(config, connection)
+    return run_sync(lambda: aclassify_frame(frame, column, options, config=config, registry=registry))
+
+
+async def _aclassify(
+    frame: pd.DataFrame,
+    column: Any,
+    method: str,
+    client: TorchServeClient | None,
+    config: ClientConfig | None,
+    registry: CollectorRegistry | None,
+    kwargs: Mapping[str, Any],
+) -> pd.DataFrame:
+    options, connection = read_kwargs(method, kwargs, _ASYNC_ARGS)
+    config = _connected(config, connection, client)
+    return await aclassify_frame(frame, column, options, client=client, config=config, registry=registry)
 
 
 @pd.api.extensions.register_series_accessor("ts")
@@ -80,11 +121,11 @@ class SeriesAccessor:
         *,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
-        **options: Unpack[ClassifyKwargs],
+        **kwargs: Unpack[AccessorKwargs],
     ) -> pd.DataFrame:
         """Return a frame of the texts plus ``pred_*`` and ``ts_*`` columns; as ``DataFrame.ts.classify``."""
         frame, name = self._frame()
-        return frame.ts.classify(name, config=config, registry=registry, **options)
+        return _classify(frame, name, "Series.ts.classify", config, registry, kwargs)
 
     async def aclassify(
         self,
@@ -92,8 +133,8 @@ class SeriesAccessor:
         client: TorchServeClient | None = None,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
-        **options: Unpack[ClassifyKwargs],
+        **kwargs: Unpack[AccessorKwargs],
     ) -> pd.DataFrame:
         """The async form of :meth:`classify`."""
         frame, name = self._frame()
-        return await frame.ts.aclassify(name, client=client, config=config, registry=registry, **options)
+        return await _aclassify(frame, name, "Series.ts.aclassify", client, config, registry, kwargs)

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from pathlib import Path
 
 from tsbatch._errors import ConfigError
 from tsbatch._policies import Auth
@@ -53,7 +54,7 @@ class Tokens:
     def _read_key_file(self) -> None:
         path = self._auth.key_file
         assert path is not None
-        keys = json.loads(path.read_text())
+        keys = json.loads(Path(path).read_text())
         inference, management = keys["inference"]["key"], keys["management"]["key"]
         if self._auth.inference_token is None:
             self._inference = str(inference)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pybreaker
 
-from tsbatch._errors import CircuitOpenError
+from tsbatch._errors import CircuitOpenError, TorchServeError
 from tsbatch._metrics import BREAKER_STATE_VALUES, ClientMetrics
 from tsbatch._policies import BreakerPolicy
 from tsbatch._resilience import Clock
@@ -61,6 +61,7 @@ class AsyncCircuitBreaker:
         self._clock = clock
         self._metrics = metrics
         self.on_change: Callable[[], None] | None = None
+        self._last_failure: TorchServeError | None = None
         self._epoch = 0
         self._opened_at = 0.0
         self._probes = 0
@@ -127,23 +128,29 @@ class AsyncCircuitBreaker:
                 wait = self._opened_at + self._policy.recovery_timeout - self._clock()
                 if wait > 0:
                     raise CircuitOpenError(
-                        f"circuit breaker open after {self._policy.failure_threshold} consecutive "
-                        f"failures; next probe in {wait:.1f}s",
+                        f"circuit breaker open after {self._policy.failure_threshold} failures in a row; "
+                        f"the last: {self._last_failure}",
                         retry_in=wait,
+                        cause=self._last_failure,
                     )
                 self._breaker.half_open()
             if self.state == "half_open":
                 if self._probes >= self._policy.half_open_probes:
                     raise CircuitOpenError(
-                        "circuit breaker half-open: a probe is already testing the server", retry_in=0.0
+                        f"circuit breaker half-open: a probe is testing the server; "
+                        f"the last failure: {self._last_failure}",
+                        retry_in=0.0,
+                        cause=self._last_failure,
                     )
                 self._probes += 1
                 return Permit(self._epoch, probe=True)
             return Permit(self._epoch, probe=False)
 
-    def record(self, permit: Permit, *, failure: bool) -> None:
-        """Record the outcome of an admitted call."""
+    def record(self, permit: Permit, *, failure: bool, cause: TorchServeError | None = None) -> None:
+        """Record the outcome of an admitted call (``cause``: the failure, for the breaker's message)."""
         with self._lock:
+            if failure and cause is not None:
+                self._last_failure = cause
             if permit.settled:
                 return
             permit.settled = True

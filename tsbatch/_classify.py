@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
@@ -16,12 +18,26 @@ from tsbatch._frame import check_no_collision, failures, result_frame
 from tsbatch._options import ClassifyOptions
 from tsbatch._progress import progress_bar, progress_enabled
 
+logger = logging.getLogger("tsbatch")
+
 
 def check_column(columns: Sequence[Any], column: Any) -> None:
-    """Refuse a ``column`` the frame does not have, listing those it has."""
+    """Refuse a ``column`` the frame does not have, listing those it has, and data passed as a name."""
+    if isinstance(column, (pd.Series, pd.Index, list, np.ndarray)):
+        name = column.name if isinstance(column, pd.Series) and column.name is not None else "text"
+        raise TypeError(
+            f"the column argument takes a column's name, not a {type(column).__name__}: pass the "
+            f"column's name, for example df.ts.classify({name!r}), or call df[{name!r}].ts.classify()"
+        )
     if column not in columns:
         available = ", ".join(repr(c) for c in columns) or "none"
         raise InputValidationError(f"column {column!r} not found; the frame has: {available}")
+
+
+def check_call(frame: pd.DataFrame, column: Any, options: ClassifyOptions) -> None:
+    """What can be checked before a run starts: the column, and room for the result columns."""
+    check_column(list(frame.columns), column)
+    check_no_collision(list(frame.columns), options.prefix, options.include_scores)
 
 
 async def aclassify_frame(
@@ -34,8 +50,7 @@ async def aclassify_frame(
     registry: CollectorRegistry | None = None,
 ) -> pd.DataFrame:
     """Classify ``frame[column]``; returns ``frame`` plus prediction and ``ts_*`` columns."""
-    check_column(list(frame.columns), column)
-    check_no_collision(list(frame.columns), options.prefix, options.include_scores)
+    check_call(frame, column, options)
     owned = client is None
     active = client or TorchServeClient(config=config, registry=registry, model=options.model)
     try:
@@ -52,4 +67,17 @@ async def aclassify_frame(
         raise ClassificationError(
             f"{len(failed)} of {len(out)} rows failed; {cause}", failures=failed, result=out
         )
+    if len(failed):
+        warn_of_failures(failed["ts_error_kind"], len(out))
     return out
+
+
+def warn_of_failures(kinds: pd.Series, rows: int) -> None:
+    """One warning for a run whose rows failed: how many, of what kind."""
+    counts = kinds.fillna("internal").value_counts()
+    logger.warning(
+        "%d of %d rows failed (%s); their ts_error_kind and ts_error columns say why",
+        len(kinds),
+        rows,
+        ", ".join(f"{kind}: {count}" for kind, count in counts.items()),
+    )

@@ -8,7 +8,6 @@ What goes on the wire, and what a reply means, is the protocol's business
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from tsbatch._auth import Tokens
 from tsbatch._breaker import AsyncCircuitBreaker
-from tsbatch._config import ClientConfig
+from tsbatch._config import ClientConfig, with_connection
 from tsbatch._errors import (
     InputValidationError,
     TorchServeConnectionError,
@@ -60,19 +59,14 @@ class TorchServeClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        config = config or ClientConfig.from_env()
-        auth = dataclasses.replace(
-            config.auth,
-            inference_token=inference_token or config.auth.inference_token,
-            management_token=management_token or config.auth.management_token,
-            key_file=Path(key_file) if key_file is not None else config.auth.key_file,
-        )
-        self.config = config = dataclasses.replace(
+        self.config = config = with_connection(
             config,
-            url=url or config.url,
-            management_url=management_url or config.management_url,
-            model=model or config.model,
-            auth=auth,
+            url=url,
+            management_url=management_url,
+            model=model,
+            inference_token=inference_token,
+            management_token=management_token,
+            key_file=key_file,
         )
         self._bases = {"inference": config.url.rstrip("/"), "management": config.management_url.rstrip("/")}
         self._protocol = get_protocol(config.protocol)
@@ -231,17 +225,27 @@ class TorchServeClient:
             if check.done() and self._health_check is check:
                 self._health_check = None
 
-    async def reachable(self) -> bool:
-        """Whether the inference API answers the health check at all now (healthy or not); not cached."""
-        return (await self._check_health()).status != "Unreachable"
-
     async def _check_health(self) -> HealthStatus:
+        return (await self.check())[0]
+
+    async def check(self) -> tuple[HealthStatus, TorchServeError | None]:
+        """A fresh health check (not cached), and the error behind a failed one.
+
+        A refused token is tried once more after the key file is read again,
+        as predictions are.
+        """
         started = self._clock()
         status, code = "Unhealthy", "error"
         error: TorchServeError | None = None
+        call = self._protocol.health()
         try:
-            call = self._protocol.health()
-            reply = await self._transport.send(self._sender.request(call, self.config.health.timeout))
+            request = self._sender.request(call, self.config.health.timeout)
+            reply = await self._transport.send(request)
+            if self._protocol.key_refused(reply):
+                self._tokens.reload()
+                retried = self._sender.request(call, self.config.health.timeout)
+                if retried.headers.get("Authorization") != request.headers.get("Authorization"):
+                    reply = await self._transport.send(retried)
             code = str(reply.status)
             if reply.status == 200:
                 status = self._protocol.read_health(reply)
@@ -264,7 +268,7 @@ class TorchServeClient:
             self._breaker.server_answered()
         result = HealthStatus(healthy, status, self._clock(), latency, str(error) if error else None)
         self._health = result
-        return result
+        return result, error
 
     # -- management ------------------------------------------------------------
 

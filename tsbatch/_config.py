@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tsbatch._errors import ConfigError
 from tsbatch._policies import (
@@ -94,8 +95,14 @@ class ClientConfig:
     auth: Auth = field(default_factory=Auth)
     tls: TLSConfig = field(default_factory=TLSConfig)
     protocol: str = DEFAULT_PROTOCOL
+    #: A shortcut for ``auth=Auth(key_file=...)``: TorchServe's ``key_file.json``.
+    key_file: dataclasses.InitVar[Path | str | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, key_file: Path | str | None) -> None:
+        if key_file is not None:
+            if self.auth.key_file is not None and Path(self.auth.key_file) != Path(key_file).expanduser():
+                raise ConfigError("ClientConfig.key_file and ClientConfig.auth.key_file differ: pass one")
+            object.__setattr__(self, "auth", dataclasses.replace(self.auth, key_file=key_file))
         if self.protocol not in PROTOCOLS:
             raise ConfigError(
                 f"ClientConfig.protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}"
@@ -113,6 +120,53 @@ class ClientConfig:
         ``overrides`` are top-level fields (``url``, ``model``, ``retry``, ...).
         """
         return dataclasses.replace(_from_env(os.environ if env is None else env), **overrides)
+
+
+def with_connection(
+    config: ClientConfig | None,
+    *,
+    url: str | None = None,
+    management_url: str | None = None,
+    model: str | None = None,
+    inference_token: str | None = None,
+    management_token: str | None = None,
+    key_file: Path | str | None = None,
+) -> ClientConfig:
+    """``config`` (default: from the environment) with the connection settings given applied.
+
+    ``url`` alone moves the management API along with it, to the next port on
+    the same host (TorchServe's layout, 8080 and 8081), unless a management
+    URL other than the default was set.  ``key_file`` replaces tokens from the
+    environment; a token given here wins over both.
+    """
+    config = config or ClientConfig.from_env()
+    auth = config.auth
+    if key_file is not None:
+        auth = dataclasses.replace(auth, key_file=key_file, inference_token=None, management_token=None)
+    auth = dataclasses.replace(
+        auth,
+        inference_token=inference_token or auth.inference_token,
+        management_token=management_token or auth.management_token,
+    )
+    if url and not management_url and config.management_url == DEFAULT_MANAGEMENT_URL:
+        management_url = _next_port(url)
+    return dataclasses.replace(
+        config,
+        url=url or config.url,
+        management_url=management_url or config.management_url,
+        model=model or config.model,
+        auth=auth,
+    )
+
+
+def _next_port(url: str) -> str | None:
+    """``url``'s scheme and host with the port after its own, or ``None`` when it names no port."""
+    check_url("url", url)
+    parts = urlsplit(url)
+    if parts.port is None:
+        return None
+    host = parts.netloc.rsplit(":", 1)[0]
+    return f"{parts.scheme}://{host}:{parts.port + 1}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,10 +14,10 @@ import dask.dataframe as dd
 import pandas as pd
 
 from tsbatch._classify import check_column
-from tsbatch._config import ClientConfig
+from tsbatch._config import ClientConfig, with_connection
 from tsbatch._errors import ClassificationError
 from tsbatch._frame import check_no_collision, failures, result_frame
-from tsbatch._options import ClassifyKwargs, ClassifyOptions
+from tsbatch._options import AccessorKwargs, ClassifyOptions, read_kwargs
 from tsbatch._outcomes import EngineResult
 from tsbatch._worker import WorkerSettings, classify_partition, warn_of_tokens_that_stay_behind
 
@@ -74,7 +74,7 @@ class DaskFrameAccessor:
         workers: int | None = None,
         metrics_port: int | None = None,
         metrics_address: str = "127.0.0.1",
-        **options: Unpack[ClassifyKwargs],
+        **kwargs: Unpack[AccessorKwargs],
     ) -> dd.DataFrame:
         """Classify ``column`` partition by partition on the workers; nothing runs until computed.
 
@@ -84,10 +84,12 @@ class DaskFrameAccessor:
         distributed client, else 1).  With ``metrics_port`` each worker
         process serves its client metrics on the first free port from it on.
         """
-        settings = ClassifyOptions(**options)
+        settings, connection = read_kwargs(
+            "dask DataFrame.ts.classify", kwargs, ("config", "workers", "metrics_port", "metrics_address")
+        )
         check_column(list(self._frame.columns), column)
         check_no_collision(list(self._frame.columns), settings.prefix, settings.include_scores)
-        config = config or ClientConfig.from_env()
+        config = with_connection(config, **connection)
         warn_of_tokens_that_stay_behind(config)
         worker = WorkerSettings(
             config=config,

@@ -17,19 +17,18 @@ every row not yet done says so.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
 from tsbatch._client import TorchServeClient
 from tsbatch._config import DEFAULT_MAX_TEXT_LENGTH, EngineConfig
-from tsbatch._errors import OutageError, TorchServeError
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions, Mode
 from tsbatch._outcomes import EngineResult, Progress, RowOutcome, Stopped
+from tsbatch._preflight import preflight
 from tsbatch._prepare import plan
-from tsbatch._resilience import assess
-from tsbatch._retry import backoff_delay
 from tsbatch._run import Run
 from tsbatch._types import ModelInfo
 
@@ -87,31 +86,6 @@ def choose_limit(
     return client.adaptive_limit(key, initial, ceiling)
 
 
-async def model_info(client: TorchServeClient, model: str | None, version: str | None) -> ModelInfo | None:
-    """The model's info, or ``None`` (logged) when the management API cannot say.
-
-    A management API that cannot be reached is waited for within the outage
-    budget, like predictions are: a run started while the server is down
-    learns the model's batching once it is up.  Raises :class:`OutageError`
-    when the budget is spent.
-    """
-    availability = client.availability
-    calls = 0
-    while True:
-        try:
-            return await client.get_model_info(model, version)
-        except TorchServeError as exc:
-            # A management API out of reach of a server that answers (a firewalled port) is no outage.
-            transient = availability.patient and assess(exc).retry_reason is not None
-            if not transient or await client.reachable():
-                logger.info("model info unavailable, using defaults: %s", exc)
-                return None
-            availability.failed(f"model info: {exc}")
-            availability.check()
-            calls += 1
-            await availability.sleep(backoff_delay(client.config.retry, calls))
-
-
 async def classify_values(
     client: TorchServeClient,
     values: Sequence[Any],
@@ -123,6 +97,9 @@ async def classify_values(
 ) -> EngineResult:
     """Classify ``values`` (any objects; see the module docstring for what happens to each).
 
+    Before any row is sent, :func:`~tsbatch._preflight.preflight` checks the
+    server, the token and the model, and raises what no wait can fix.
+
     Setting ``stop`` makes the workers finish their current request and take
     no more; the run then raises :class:`Stopped` instead of returning.  A
     ``limit`` shared by several runs caps their requests in flight together.
@@ -130,13 +107,7 @@ async def classify_values(
     settings with the options' numbers on top).
     """
     progress = progress or Progress()
-    outage: OutageError | None = None
-    info: ModelInfo | None = None
-    if len(values):
-        try:
-            info = await model_info(client, options.model, options.version)
-        except OutageError as exc:
-            outage = exc
+    info = await preflight(client, options.model, options.version) if len(values) else None
     engine = engine or options.engine_config()
     max_length = engine.max_text_length or (info.max_text_chars if info else None) or DEFAULT_MAX_TEXT_LENGTH
     work = plan(
@@ -152,13 +123,15 @@ async def classify_values(
     run = Run(client, work, options, engine.row_attempts, progress, limit, classes, stop)
     for index in work.too_large:
         run.results[index] = RowOutcome(
-            "error", error=f"text is larger than the batch limit of {engine.limits.max_bytes} bytes"
+            "error",
+            error=f"text is larger than the batch limit of {engine.limits.max_bytes} bytes",
+            error_kind="bad_input",
         )
     decided = len(prepared.fixed) + sum(len(prepared.positions[i]) for i in work.too_large)
     progress.advance(decided, decided - sum(o.status == "skipped" for o in prepared.fixed.values()))
-    run.outage = outage
-    if outage is None:
-        await run.run(mode)
+    await run.run(mode)
+    if run.fatal is not None:
+        raise run.fatal
     if run.stop.is_set() and any(r is None for r in run.results):
         raise Stopped(f"stopped with {sum(r is None for r in run.results)} texts not sent")
     if run.outage is not None:
@@ -186,12 +159,4 @@ async def classify_values(
 
 
 def _with_truncated(outcome: RowOutcome) -> RowOutcome:
-    return RowOutcome(
-        outcome.status,
-        outcome.prediction,
-        outcome.error,
-        outcome.batch_id,
-        outcome.attempts,
-        outcome.latency_ms,
-        truncated=True,
-    )
+    return dataclasses.replace(outcome, truncated=True)

@@ -46,7 +46,8 @@ class TorchServeError(TsbatchError):
 class TorchServeConnectionError(TorchServeError):
     """The server could not be reached, reset the connection or timed out.
 
-    ``kind`` is one of ``"connect"``, ``"timeout"``, ``"reset"``,
+    ``kind`` is one of ``"connect"``, ``"timeout"``, ``"reset"``, ``"tls"``
+    (the server's certificate is not trusted: a setting to fix, never retried),
     ``"circuit_open"`` or ``"outage"``.
     """
 
@@ -57,11 +58,15 @@ class TorchServeConnectionError(TorchServeError):
 
 
 class CircuitOpenError(TorchServeConnectionError):
-    """The circuit breaker is open: the call was refused without network I/O."""
+    """The circuit breaker is open: the call was refused without network I/O.
 
-    def __init__(self, message: str, *, retry_in: float) -> None:
+    ``cause`` is the failure that opened it, when known.
+    """
+
+    def __init__(self, message: str, *, retry_in: float, cause: TorchServeError | None = None) -> None:
         super().__init__(message, kind="circuit_open")
         self.retry_in = retry_in
+        self.cause = cause
 
 
 class OutageError(TorchServeConnectionError):

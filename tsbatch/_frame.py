@@ -16,6 +16,7 @@ from tsbatch._errors import InputValidationError
 META_DTYPES: dict[str, str] = {
     "ts_status": "string",
     "ts_error": "string",
+    "ts_error_kind": "string",
     "ts_batch_id": "Int64",
     "ts_attempts": "Int64",
     "ts_latency_ms": "Float64",
@@ -118,6 +119,7 @@ def result_frame(
         {
             "ts_status": [r.status for r in rows],
             "ts_error": [r.error for r in rows],
+            "ts_error_kind": [r.error_kind for r in rows],
             "ts_batch_id": [r.batch_id for r in rows],
             "ts_attempts": [r.attempts for r in rows],
             "ts_latency_ms": [r.latency_ms for r in rows],

@@ -10,8 +10,11 @@ IDE and mypy know every choice.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import os
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypedDict, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 from tsbatch._config import EngineConfig
 from tsbatch._errors import ConfigError
@@ -109,3 +112,39 @@ class ClassifyKwargs(TypedDict, total=False):
     max_concurrency: int | None
     max_text_length: int | None
     progress: bool | None
+
+
+class ConnectKwargs(TypedDict, total=False):
+    """Where the server is, as keyword arguments (see :func:`~tsbatch._config.with_connection`)."""
+
+    url: str
+    management_url: str
+    inference_token: str
+    management_token: str
+    key_file: str | os.PathLike[str]
+
+
+class AccessorKwargs(ClassifyKwargs, ConnectKwargs, total=False):
+    """The accessor's keyword arguments: the options and where the server is."""
+
+
+_OPTION_NAMES = frozenset(ClassifyKwargs.__annotations__)
+_CONNECT_NAMES = frozenset(ConnectKwargs.__annotations__)
+
+
+def read_kwargs(
+    method: str, kwargs: Mapping[str, Any], others: Collection[str] = ()
+) -> tuple[ClassifyOptions, dict[str, Any]]:
+    """Split a public method's ``**kwargs`` into options and connection settings.
+
+    An unknown name is a ``TypeError`` that names ``method`` and the nearest
+    valid name (``others``: the method's other keyword arguments).
+    """
+    for name in kwargs:
+        if name not in _OPTION_NAMES and name not in _CONNECT_NAMES:
+            valid = sorted(_OPTION_NAMES | _CONNECT_NAMES | set(others))
+            near = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; it takes: {', '.join(valid)}"
+            raise TypeError(f"{method}() got an unexpected keyword argument {name!r}{hint}")
+    options = ClassifyOptions(**{k: v for k, v in kwargs.items() if k in _OPTION_NAMES})
+    return options, {k: v for k, v in kwargs.items() if k in _CONNECT_NAMES and v is not None}

@@ -86,7 +86,7 @@ class Availability:
         unavailable = self.unavailable_for()
         if self._failing_since is not None and unavailable >= self.policy.max_outage:
             raise OutageError(
-                f"server unavailable for {unavailable:.0f} s (max_outage is {self.policy.max_outage:g} s); "
+                f"server unavailable for longer than max_outage ({self.policy.max_outage:g} s); "
                 f"last failure: {self._cause}",
                 unavailable_s=unavailable,
                 cause=self._cause,

@@ -25,6 +25,7 @@ class RowOutcome:
     attempts: int | None = None
     latency_ms: float | None = None
     truncated: bool = False
+    error_kind: str | None = None  # one of tsbatch._resilience.ERROR_KINDS
 
 
 @dataclass(slots=True)

@@ -7,6 +7,7 @@ accepted range; :mod:`tsbatch._config` builds them from environment variables.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -147,13 +148,24 @@ class OutagePolicy:
         check("OutagePolicy.poll_max", self.poll_max, minimum=self.poll_initial)
 
 
+def _path(name: str, value: object) -> Path:
+    """``value`` (a ``str`` or a path) as a ``Path``, ``~`` expanded."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name} must be a path, got {type(value).__name__}")
+    return Path(value).expanduser()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Auth:
     """Bearer tokens, given directly or read from TorchServe's key file."""
 
     inference_token: str | None = field(default=None, repr=False)
     management_token: str | None = field(default=None, repr=False)
-    key_file: Path | None = None
+    key_file: Path | str | None = None  # a str is made a Path
+
+    def __post_init__(self) -> None:
+        if self.key_file is not None:
+            object.__setattr__(self, "key_file", _path("Auth.key_file", self.key_file))
 
     def __repr__(self) -> str:
         given = [n for n in ("inference_token", "management_token") if getattr(self, n)]
@@ -164,11 +176,13 @@ class Auth:
 class TLSConfig:
     """Certificate checks for ``https://`` URLs."""
 
-    ca_bundle: Path | None = None
+    ca_bundle: Path | str | None = None  # a str is made a Path
     verify: bool = True
 
     def __post_init__(self) -> None:
-        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+        if self.ca_bundle is not None:
+            object.__setattr__(self, "ca_bundle", _path("TLSConfig.ca_bundle", self.ca_bundle))
+        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
             raise ConfigError(f"TLSConfig.ca_bundle {self.ca_bundle} is not a file")
         if self.ca_bundle is not None and not self.verify:
             raise ConfigError("TLSConfig.ca_bundle is set but TLSConfig.verify is off: choose one")

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from tsbatch._config import EngineConfig
 from tsbatch._options import ClassifyOptions, NonString
 from tsbatch._outcomes import RowOutcome
@@ -25,10 +27,11 @@ _UNKNOWN_CLASS_COUNT = 100
 
 
 def _is_missing(value: Any) -> bool:
-    if value is None:
+    """``None``, NaN, NaT and pandas' ``NA``: nothing to classify."""
+    if value is None or value is pd.NA:
         return True
     try:
-        return bool(value != value)  # NaN, pd.NA and NaT compare unequal to themselves
+        return bool(value != value)  # NaN and NaT compare unequal to themselves
     except (TypeError, ValueError):
         return False
 
@@ -62,6 +65,10 @@ class Prepared:
     truncated: set[int]
 
 
+def _bad_input(message: str) -> RowOutcome:
+    return RowOutcome("error", error=message, error_kind="bad_input")
+
+
 def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions) -> Prepared:
     """Validate and de-duplicate ``values``; nothing is sent."""
     index_of: dict[str, int] = {}
@@ -76,23 +83,23 @@ def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions)
             try:
                 text = _to_text(value, options.non_string)
             except ValueError as exc:
-                prepared.fixed[position] = RowOutcome("error", error=str(exc))
+                prepared.fixed[position] = _bad_input(str(exc))
                 continue
         if not text or text.isspace():
-            prepared.fixed[position] = RowOutcome("error", error="text is empty")
+            prepared.fixed[position] = _bad_input("text is empty")
             continue
         if not text.isascii():
             try:
                 text.encode("utf-8")
-            except UnicodeEncodeError as exc:  # pandas holds lone surrogates; UTF-8 and JSON cannot
-                prepared.fixed[position] = RowOutcome(
-                    "error", error=f"text cannot be encoded as UTF-8 ({exc.reason} at character {exc.start})"
+            except UnicodeEncodeError:  # pandas holds lone surrogates; UTF-8 and JSON cannot
+                prepared.fixed[position] = _bad_input(
+                    "text cannot be encoded as UTF-8 (it holds a lone surrogate)"
                 )
                 continue
         if len(text) > max_length:
             if options.long_text == "error":
-                prepared.fixed[position] = RowOutcome(
-                    "error", error=f"text has {len(text)} characters, more than {max_length}"
+                prepared.fixed[position] = _bad_input(
+                    f"text is longer than the limit of {max_length} characters"
                 )
                 continue
             text = text[:max_length]

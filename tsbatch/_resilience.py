@@ -31,7 +31,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from tsbatch._errors import CircuitOpenError, TorchServeConnectionError, TorchServeInferenceError
+from tsbatch._errors import (
+    CircuitOpenError,
+    OutageError,
+    TorchServeAuthError,
+    TorchServeConnectionError,
+    TorchServeInferenceError,
+)
 from tsbatch._protocols._base import INVALID_PREDICTION
 
 Clock = Callable[[], float]
@@ -54,11 +60,57 @@ _SUCCESS = Assessment(None, False)
 _OVERLOADED = Assessment("503", False, overload=True)
 
 
+#: The values of ``ts_error_kind``: what kind of failure made a row an error.
+ERROR_KINDS = (
+    "bad_input",  # the text cannot be sent, or the model refused it (400, 413, a handler failure)
+    "bad_reply",  # the server's answer cannot be used (not JSON, an impossible score, an unknown label)
+    "auth",  # the token was refused
+    "not_found",  # the model or version does not exist
+    "overload",  # the server's queue stayed full (503, 429)
+    "timeout",  # no reply in time
+    "connection",  # the server could not be reached, or dropped the connection
+    "tls",  # the server's certificate is not trusted
+    "server",  # the server failed (5xx, a worker that died)
+    "outage",  # the server stayed unavailable for the whole outage budget
+    "internal",  # an unexpected fault in tsbatch
+)
+
+
+def error_kind(error: BaseException) -> str:
+    """The :data:`ERROR_KINDS` value for ``error``: stable, for grouping failed rows."""
+    if isinstance(error, OutageError):
+        return "outage"
+    if isinstance(error, CircuitOpenError):
+        return error_kind(error.cause) if error.cause is not None else "connection"
+    if isinstance(error, TorchServeConnectionError):
+        return {"timeout": "timeout", "tls": "tls"}.get(error.kind, "connection")
+    if isinstance(error, TorchServeAuthError):
+        return "auth"
+    if not isinstance(error, TorchServeInferenceError):
+        return "internal"
+    status = error.status
+    if status == 0:
+        return "internal"
+    if status == 200:
+        return "bad_reply"
+    if status == 404:
+        return "not_found"
+    if status in (401, 403):
+        return "auth"
+    if assess(error).overload:
+        return "overload"
+    if status < 500 or (error.error_type == "InternalServerException" and status == 503):
+        return "bad_input"  # 503 InternalServerException: the handler failed on this input
+    return "server"
+
+
 def assess(error: BaseException | None) -> Assessment:
     """Classify an outcome; ``None`` is a success."""
     if error is None or isinstance(error, CircuitOpenError):
         return _SUCCESS
     if isinstance(error, TorchServeConnectionError):
+        if error.kind == "tls":  # a setting to fix: no retry helps, and the server is fine
+            return _SUCCESS
         return Assessment(error.kind, True, overload=error.kind == "timeout")
     if isinstance(error, TorchServeInferenceError):
         status, kind = error.status, error.error_type

@@ -12,6 +12,7 @@ or when the outage budget is spent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Iterator, Sequence
@@ -31,7 +32,7 @@ from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import BatchRecord, Progress, RowOutcome
 from tsbatch._prepare import Plan
 from tsbatch._protocols._base import snippet
-from tsbatch._resilience import assess
+from tsbatch._resilience import assess, error_kind
 from tsbatch._retry import backoff_delay
 from tsbatch._types import CallInfo, Prediction
 
@@ -102,6 +103,7 @@ class Run:
         self.availability = client.availability
         self.retry_policy = client.config.retry
         self.outage: OutageError | None = None
+        self.fatal: TorchServeError | None = None
         self.stop = stop or asyncio.Event()
         self.results: list[RowOutcome | None] = [None] * len(prepared.texts)
         self.records = [
@@ -118,7 +120,7 @@ class Run:
     @property
     def finished(self) -> bool:
         """Asked to stop, or the outage budget is spent: take no more work."""
-        return self.outage is not None or self.stop.is_set()
+        return self.outage is not None or self.fatal is not None or self.stop.is_set()
 
     def _start(self, batch_id: int) -> None:
         if batch_id not in self._started:
@@ -216,16 +218,19 @@ class Run:
                     await self._send(batch_id, indexes[:middle], None, single=single, carried=tried.attempts)
                     await self._send(batch_id, indexes[middle:], None, single=single, carried=tried.attempts)
                     return
+                if _fatal(error):
+                    self.fatal = self.fatal or error
+                    return
                 try:
                     again = await self._recover(error, tried)
                 except OutageError as outage:
                     self.outage = self.outage or outage
-                    self._fail(batch_id, indexes, str(self.outage), tried)
+                    self._fail(batch_id, indexes, self.outage, tried, str(self.outage))
                     return
                 if again is None:  # asked to stop while waiting
                     return
                 if not again:
-                    self._fail(batch_id, indexes, _reason(error, tried), tried)
+                    self._fail(batch_id, indexes, error, tried, self._reason(error, tried))
                     return
                 continue
             self.limit.release(
@@ -256,8 +261,15 @@ class Run:
                 batch_id=batch_id,
                 attempts=attempts,
                 latency_ms=latency_ms,
+                error_kind="bad_reply",
             )
         return RowOutcome("ok", prediction, None, batch_id, attempts, latency_ms)
+
+    def _reason(self, error: TorchServeError, tried: _Tried) -> str:
+        """An error row's message: the error, and that the row's attempts ran out when they did."""
+        if tried.failed >= self.row_attempts:
+            return f"{error} (gave up: the row's requests failed {self.row_attempts} times)"
+        return str(error)
 
     async def _recover(self, error: TorchServeError, tried: _Tried) -> bool | None:
         """Wait until ``error``'s texts may be sent again: ``True`` to send them again,
@@ -298,31 +310,33 @@ class Run:
             return True
         return None
 
-    def _fail(self, batch_id: int, indexes: list[int], message: str, tried: _Tried) -> None:
-        outcome = RowOutcome("error", error=message, batch_id=batch_id, attempts=tried.attempts)
+    def _fail(
+        self, batch_id: int, indexes: list[int], error: TorchServeError, tried: _Tried, message: str
+    ) -> None:
+        outcome = RowOutcome(
+            "error", error=message, batch_id=batch_id, attempts=tried.attempts, error_kind=error_kind(error)
+        )
         self.settle(batch_id, indexes, [outcome] * len(indexes), tried.retries)
 
     def _abandon(self, batch_id: int, indexes: list[int], tried: _Tried) -> None:
         """The run ended while these texts waited: after an outage, texts already sent say so."""
         if self.outage is not None and tried.attempts:
-            self._fail(batch_id, indexes, str(self.outage), tried)
+            self._fail(batch_id, indexes, self.outage, tried, str(self.outage))
 
     def settle_unsent(self) -> int:
         """After an outage: every text not yet done becomes an error row; returns how many rows."""
         assert self.outage is not None
         unsent = [i for i, result in enumerate(self.results) if result is None]
-        rows = sum(len(self.prepared.positions[i]) for i in unsent)
-        outcome_of = f"{self.outage}; {rows} rows not sent"
+        outcome = RowOutcome("error", error=str(self.outage), attempts=0, error_kind="outage")
         for batch_id, batch in enumerate(self.batches):
             waiting = [i for i in batch if self.results[i] is None]
             if waiting:
-                outcome = RowOutcome("error", error=outcome_of, batch_id=batch_id, attempts=0)
-                self.settle(batch_id, waiting, [outcome] * len(waiting), 0)
-        return rows
+                self.settle(
+                    batch_id, waiting, [dataclasses.replace(outcome, batch_id=batch_id)] * len(waiting), 0
+                )
+        return sum(len(self.prepared.positions[i]) for i in unsent)
 
 
-def _reason(error: TorchServeError, tried: _Tried) -> str:
-    """An error row's message: the error, and how often it was tried when that was more than once."""
-    if tried.attempts > 1:
-        return f"{error} (gave up after {tried.attempts} requests)"
-    return str(error)
+def _fatal(error: TorchServeError) -> bool:
+    """A failure no row can get past: the model does not exist, or the token is refused."""
+    return error_kind(error) in ("not_found", "auth", "tls")

@@ -115,8 +115,11 @@ class Sender:
                         error = exc
             except TorchServeConnectionError as exc:
                 if permit is not None:
-                    self._breaker.record(permit, failure=True)
-                    availability.failed(str(exc))
+                    if assess(exc).breaker_failure:
+                        self._breaker.record(permit, failure=True, cause=exc)
+                        availability.failed(str(exc))
+                    else:  # a certificate not trusted: a setting to fix, the server is fine
+                        self._breaker.release(permit)
                 raise
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 if permit is not None:
@@ -134,7 +137,7 @@ class Sender:
             overloads += verdict.overload
             if permit is not None:
                 if verdict.breaker_failure:
-                    self._breaker.record(permit, failure=True)
+                    self._breaker.record(permit, failure=True, cause=error)
                 elif error is None:
                     self._breaker.record(permit, failure=False)
                 else:

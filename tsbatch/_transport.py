@@ -163,7 +163,7 @@ class AiohttpTransport:
             raise TorchServeConnectionError(
                 f"{_where(request)}: cannot connect, the server's certificate is not trusted "
                 "(pass a CA bundle: TORCHSERVE_CA_BUNDLE or TLSConfig(ca_bundle=...))",
-                kind="connect",
+                kind="tls",
                 url=request.url,
             ) from exc
         except aiohttp.ClientConnectorError as exc:

@@ -31,12 +31,11 @@ from tsbatch._engine import (
     choose_concurrency,
     choose_mode,
     classify_values,
-    model_info,
 )
-from tsbatch._errors import OutageError
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions
 from tsbatch._policies import Auth
+from tsbatch._preflight import preflight
 
 logger = logging.getLogger("tsbatch")
 
@@ -151,10 +150,7 @@ class WorkerRuntime:
         engine = self.settings.engine
         if engine.concurrency is not None:
             return client.fixed_limit(max(1, engine.concurrency // workers))
-        try:
-            info = await model_info(client, options.model, options.version)
-        except OutageError:
-            info = None  # the partition's run ends with the outage; any size does
+        info = await preflight(client, options.model, options.version)
         mode = choose_mode(options.mode, info)
         ceiling = (
             max(1, engine.max_concurrency // workers) if engine.max_concurrency else client.config.pool_size

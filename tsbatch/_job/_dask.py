@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from distributed import Client, LocalCluster, as_completed
 
 from tsbatch._client import TorchServeClient
-from tsbatch._errors import ConfigError, JobStopped
+from tsbatch._errors import ConfigError, JobStopped, OutageError
 from tsbatch._job._manifest import Manifest
 from tsbatch._job._parts import PartResult, Piece, classified_part, part_name, plan_pieces, read_piece
 from tsbatch._job._settings import DEFAULT_DASK_WORKERS, JobSettings
@@ -49,7 +49,11 @@ class ClusterSettings:
 def classify_piece(piece: Piece, settings: JobSettings, worker: WorkerSettings) -> PartResult:
     """Read, classify and write one part on a worker."""
     frame = read_piece(piece, settings.input_columns()).to_pandas()
-    result = classify_partition(frame, settings.column, worker)
+    try:
+        result = classify_partition(frame, settings.column, worker)
+    except OutageError as exc:  # the part is not written; the job stops as after any outage
+        model = settings.classify.model or worker.config.model
+        return PartResult(piece.index, piece.offset, {}, None, model, None, str(exc))
     return classified_part(settings, piece.index, piece.offset, frame, result)
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from tsbatch._client import TorchServeClient
 from tsbatch._engine import classify_values
-from tsbatch._errors import JobStopped
+from tsbatch._errors import JobOutage, JobStopped, OutageError
 from tsbatch._job._manifest import Manifest
 from tsbatch._job._parts import PartResult, classified_part, part_name, record_batches
 
@@ -56,6 +56,8 @@ class PandasEngine:
                     job.stop,
                     engine=job.engine_config,
                 )
+            except OutageError as exc:  # the server stayed down since the last part
+                raise JobOutage(job.outage_message(manifest, str(exc))) from None
             except Exception as exc:
                 if job.stop.is_set():
                     raise JobStopped(job.stopped_message(manifest)) from exc

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from tsbatch._client import TorchServeClient
 from tsbatch._engine import classify_values
-from tsbatch._errors import JobInputError, JobOutage, JobStopped
+from tsbatch._errors import JobInputError, JobOutage, JobStopped, OutageError
 from tsbatch._frame import result_frame
 from tsbatch._job._files import write_table
 from tsbatch._job._parts import (
@@ -44,9 +44,12 @@ async def retry_failed(job: Job) -> JobSummary:
             part = table.to_pandas()
             failed = part.index[part["ts_status"] == "error"]
             texts = batch.column(settings.column).take(pa.array(failed, type=pa.int64())).to_pylist()
-            result = await classify_values(
-                client, texts, settings.classify, job.progress, job.stop, engine=job.engine_config
-            )
+            try:
+                result = await classify_values(
+                    client, texts, settings.classify, job.progress, job.stop, engine=job.engine_config
+                )
+            except OutageError as exc:
+                raise JobOutage(job.outage_message(manifest, str(exc))) from None
             if job.stop.is_set():
                 raise JobStopped(job.stopped_message(manifest))
             if result.outage is not None:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig
-from tsbatch._errors import JobInputError, JobOutage
+from tsbatch._errors import JobInputError, JobOutage, OutageError
 from tsbatch._frame import BATCH_DTYPES
 from tsbatch._job._engines import PandasEngine, PartEngine
 from tsbatch._job._files import (
@@ -50,6 +50,7 @@ from tsbatch._job._parts import PartResult, classified_part, part_name, write_ba
 from tsbatch._job._settings import JobSettings, JobSummary
 from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import EngineResult, Progress
+from tsbatch._preflight import preflight
 
 logger = logging.getLogger("tsbatch")
 
@@ -156,23 +157,16 @@ class Job:
     async def open_output(self, client: TorchServeClient, manifest: Manifest) -> None:
         """Check the server, then make OUTPUT ready: cleared or resumed, manifest written.
 
-        Health is a hint: an unhealthy or unreachable server is waited for, like
-        any outage, within the outage budget; only a job that may not wait
-        (``max_outage`` 0) refuses to start when the server cannot be reached.
+        :func:`~tsbatch._preflight.preflight` finds what no wait can fix (a
+        wrong model, a refused token) before any part; a server that cannot
+        be reached is waited for within the outage budget, then the job stops
+        as after any outage.
         """
         settings = self.settings
-        health = await client.health()
-        if not health.healthy:
-            tried = f"{self.config.url}: {health.error or health.status}"
-            if not client.availability.patient and health.status == "Unreachable":
-                raise JobInputError(f"TorchServe at {self.config.url} is not reachable (tried {tried})")
-            logger.warning(
-                "TorchServe at %s is not healthy (%s); "
-                "the job waits for predictions to answer, for at most %g s",
-                self.config.url,
-                tried,
-                client.availability.policy.max_outage,
-            )
+        try:
+            await preflight(client, settings.classify.model, settings.classify.version)
+        except OutageError as exc:
+            raise JobOutage(self.outage_message(manifest, str(exc))) from None
         with writing(settings.output):
             if settings.overwrite:
                 clear_output(settings.output)
