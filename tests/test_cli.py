@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -39,15 +40,65 @@ def test_start_help_explains_every_option_with_its_default() -> None:
         ("--inference-port", "8080"),
         ("--management-port", "8081"),
         ("--metrics-port", "8082"),
-        ("--batch-size", "32"),
+        ("--model-batch-size", "32"),
         ("--max-batch-delay-ms", "10"),
         ("--job-queue-size", "100"),
-        ("--workers", "1"),
+        ("--model-workers", "1"),
         ("--run-dir", ".tsbatch/server"),
     ]:
         assert option in help_text
         assert f"(default: {default})" in help_text
     assert "--no-token-auth" in help_text
+    # One meaning per flag: --batch-size and --workers are classify's.
+    assert "--batch-size" not in help_text.replace("--model-batch-size", "")
+    assert "--workers" not in help_text.replace("--model-workers", "")
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("--workers", "--model-workers"), ("--batch-size", "--model-batch-size")]
+)
+def test_a_renamed_serve_flag_names_its_new_name(
+    old: str, new: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "start", f"--run-dir={tmp_path}", old, "2"])
+    assert exited.value.code == 2
+    assert f"error: {old} is now {new} here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [
+        (["classify", "in.parquet", "out", "--rows-per-prat=5"], "--rows-per-part"),
+        (["classify", "in.parquet", "out", "--batchsize", "8"], "--batch-size"),
+        (["models", "--jsn"], "--json"),
+        (["serve", "status", "--rundir=x"], "--run-dir"),
+    ],
+)
+def test_an_unknown_flag_suggests_the_nearest_one_the_command_has(
+    argv: list[str], suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"did you mean {suggestion}?")
+
+
+def test_retry_failed_help_lists_only_what_it_takes() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tsbatch", "retry-failed", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "dask" not in done.stdout.lower() and "--engine" not in done.stdout
+    assert "--json" in done.stdout
+
+
+def test_serve_status_reports_json_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("psutil")  # needs the serve extra
+    assert main(["serve", "status", "--run-dir", str(tmp_path), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) is None
 
 
 @pytest.mark.integration

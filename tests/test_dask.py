@@ -196,11 +196,13 @@ MODEL_INFO = [
 
 
 def _rows_step(server_state: dict[str, int]) -> object:
-    """Answer predictions slowly, counting requests in flight; the management API describes the model."""
+    """Answer predictions slowly, counting them in flight; the management API describes the model."""
 
     async def step(request: web.Request) -> web.StreamResponse:
         if request.path.startswith("/models"):
             return web.json_response(MODEL_INFO)
+        if not request.path.startswith("/predictions"):
+            return web.json_response({"status": "Healthy"})
         server_state["now"] += 1
         server_state["most"] = max(server_state["most"], server_state["now"])
         try:

@@ -198,7 +198,7 @@ def test_bad_input_is_refused_with_exit_2_and_nothing_written(
     # A job that may not wait (no outage budget) refuses a server it cannot reach.
     unreachable = ["classify", str(three_files), str(output), f"--url=http://127.0.0.1:{port}"]
     err = refused([*unreachable, "--max-outage=0"], capsys)
-    assert f"TorchServe at http://127.0.0.1:{port} is not reachable" in err
+    assert f"cannot reach the server at http://127.0.0.1:{port} (" in err and "is it running?" in err
     assert f"GET http://127.0.0.1:{port}/ping" in err
     assert not output.exists()
     assert a_file.read_text() == "x"
@@ -216,7 +216,8 @@ def test_an_output_from_other_settings_is_refused_unless_overwritten(
     first = ["classify", str(three_files), str(output), "--id-column=id", "--no-progress"]
     assert main(first) == 0
     err = refused([*first[:-1], "--rows-per-part=77"], capsys)
-    assert "was written from a different input or settings" in err and "--overwrite" in err
+    assert "rows_per_part was 10000, now 77" in err and "(--rows-per-part 10000)" in err
+    assert "--overwrite" in err
     assert main([*first, "--rows-per-part=500", "--overwrite"]) == 0
     assert len(list(output.glob("part-*.parquet"))) == 4
     assert len(output_ids(output)) == 1535

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -23,8 +24,10 @@ from tests.conftest import free_ports
 from tests.scripted_server import ServerThread
 from tests.waiting import wait_for
 from tsbatch import ClientConfig
-from tsbatch._cli import EXIT_CANNOT_WRITE, EXIT_OUTAGE
+from tsbatch._cli import EXIT_CANNOT_WRITE, EXIT_OUTAGE, main
+from tsbatch._errors import JobInputError
 from tsbatch._job import Job, JobSettings
+from tsbatch._outcomes import Progress
 
 
 async def labels(request: web.Request) -> web.StreamResponse:
@@ -202,3 +205,54 @@ def test_a_job_killed_at_chosen_points_resumes_with_every_row_once(tmp_path: Pat
     table = pq.read_table(output).to_pandas()
     assert sorted(table["id"]) == sorted(ids) and table["id"].is_unique
     assert sorted(pq.read_table(output / "part-00002.parquet")["id"].to_pylist()) == sorted(ids[200:])
+
+
+def test_the_progress_counts_the_whole_job_not_the_current_part(input_file: Path, tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with ServerThread([labels]) as server:
+        config = ClientConfig(url=server.url, management_url=server.url)
+        settings = JobSettings(
+            input=str(input_file), output=tmp_path / "out", id_column="id", rows_per_part=100
+        )
+        job = Job(settings, config, progress=Progress(on_update=lambda p, _: seen.append((p.total, p.done))))
+        asyncio.run(job.run())
+    assert {total for total, _ in seen} == {600}
+    assert seen[-1] == (600, 600)
+    assert [done for _, done in seen] == sorted(done for _, done in seen)
+
+
+def test_a_resume_with_other_settings_names_each_change_and_how_to_resume(
+    input_file: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "out"
+    with ServerThread([labels]) as server:
+        config = ClientConfig(url=server.url, management_url=server.url)
+        written = JobSettings(input=str(input_file), output=output, id_column="id", rows_per_part=100)
+        asyncio.run(Job(written, config).run())
+        assert asyncio.run(Job(written, config).run()).ok == 600  # the same settings: resumed
+        other = dataclasses.replace(written, rows_per_part=200, keep_columns=("text",))
+        with pytest.raises(JobInputError) as caught:
+            Job(other, config).prepare()
+    assert str(caught.value) == (
+        f"OUTPUT {output} was written with other settings: keep_columns was [], now ['text']; "
+        "rows_per_part was 100, now 200. To resume it, run with the settings it was written with "
+        "(without --keep-columns, --rows-per-part 100); or pass --overwrite to start over"
+    )
+
+
+def test_classify_and_retry_failed_report_json_with_failures_by_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "input.parquet"
+    pd.DataFrame({"text": ["a text", "", "another text", "   "]}).to_parquet(source, index=False)
+    output = tmp_path / "out"
+    with ServerThread([labels]) as server:
+        for name, value in {"TORCHSERVE_URL": server.url, "TORCHSERVE_MANAGEMENT_URL": server.url}.items():
+            monkeypatch.setenv(name, value)
+        assert main(["classify", str(source), str(output), "--no-progress", "--json"]) == 1
+        classified = json.loads(capsys.readouterr().out)
+        assert classified == json.loads((output / "_summary.json").read_text())
+        assert main(["retry-failed", str(output), "--no-progress", "--json"]) == 1
+        retried = json.loads(capsys.readouterr().out)
+    assert (classified["ok"], classified["failed"], classified["failed_by_kind"]) == (2, 2, {"bad_input": 2})
+    assert (retried["failed"], retried["failed_by_kind"]) == (2, {"bad_input": 2})

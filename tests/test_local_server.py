@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +232,77 @@ def test_a_missing_model_archive_is_refused(tmp_path: Path) -> None:
 def test_settings_are_checked(overrides: dict[str, int], message: str) -> None:
     with pytest.raises(LocalServerError, match=message):
         local.ServeSettings(**overrides)  # type: ignore[arg-type]
+
+
+def test_serve_start_ends_with_the_lines_that_connect_and_they_work(
+    torchserve: local.LocalServer, tmp_path: Path
+) -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "tsbatch", "serve", "start", f"--run-dir={torchserve.run_dir}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = started.stdout.splitlines()
+    exports = [line.strip() for line in lines if line.strip().startswith("export ")]
+    assert [e.split("=")[0] for e in exports] == [
+        "export TORCHSERVE_URL",
+        "export TORCHSERVE_MANAGEMENT_URL",
+        "export TORCHSERVE_MODEL",
+        "export TORCHSERVE_KEY_FILE",
+    ]
+    # The shell lines, pasted as printed, reach the server.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TORCHSERVE_")} | {
+        "TSBATCH_PROGRESS": "0"
+    }
+    script = "; ".join([*exports, f"{sys.executable} -m tsbatch models --json"])
+    models = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=clean, cwd=tmp_path)
+    assert models.returncode == 0, models.stderr
+    assert json.loads(models.stdout) == ["demo"]
+    # So does the Python line, in a directory other than the one the server started from.
+    python = lines[lines.index("or from Python:") + 1].strip()
+    program = "\n".join(
+        [
+            "import pandas as pd, tsbatch",
+            "df = pd.DataFrame({'text': ['a chess engine', 'a web server']})",
+            f"print(({python})['ts_status'].eq('ok').all())",
+        ]
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=clean, cwd=tmp_path
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "True"
+
+
+@pytest.mark.slow
+def test_the_demo_runs_while_8080_is_taken_and_prints_its_results_before_stopping(
+    demo_archive: Path, tmp_path: Path
+) -> None:
+    with contextlib.ExitStack() as stack:
+        holder = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already taken: just as good
+            holder.bind(("127.0.0.1", 8080))
+            holder.listen()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tsbatch",
+                "demo",
+                f"--run-dir={tmp_path}",
+                f"--model-archive={demo_archive}",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TSBATCH_PROGRESS": "0"},
+            timeout=600,
+        )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    (started,) = [line for line in lines if line.startswith("classifying every row of ")]
+    assert started.startswith(f"classifying every row of {DEFAULT_DATA} through http://127.0.0.1:")
+    assert ":8080 " not in started
+    assert lines[-2].startswith("test split: ") and lines[-1] == "stopped the TorchServe this demo started"
+    rows = pq.read_metadata(DEFAULT_DATA).num_rows
+    assert any(line.startswith(f"{rows} rows in ") for line in lines)

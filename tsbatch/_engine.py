@@ -27,7 +27,7 @@ from tsbatch._config import DEFAULT_MAX_TEXT_LENGTH, EngineConfig
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions, Mode
 from tsbatch._outcomes import EngineResult, Progress, RowOutcome, Stopped
-from tsbatch._preflight import preflight
+from tsbatch._preflight import Checked, preflight
 from tsbatch._prepare import plan
 from tsbatch._run import Run
 from tsbatch._types import ModelInfo
@@ -94,11 +94,13 @@ async def classify_values(
     stop: asyncio.Event | None = None,
     limit: ConcurrencyLimit | None = None,
     engine: EngineConfig | None = None,
+    checked: Checked | None = None,
 ) -> EngineResult:
     """Classify ``values`` (any objects; see the module docstring for what happens to each).
 
     Before any row is sent, :func:`~tsbatch._preflight.preflight` checks the
-    server, the token and the model, and raises what no wait can fix.
+    server, the token and the model, and raises what no wait can fix; a run
+    that is a part of a larger one passes the check made for that as ``checked``.
 
     Setting ``stop`` makes the workers finish their current request and take
     no more; the run then raises :class:`Stopped` instead of returning.  A
@@ -107,7 +109,9 @@ async def classify_values(
     settings with the options' numbers on top).
     """
     progress = progress or Progress()
-    info = await preflight(client, options.model, options.version) if len(values) else None
+    if checked is None and len(values):
+        checked = await preflight(client, options.model, options.version)
+    info = checked.info if checked is not None else None
     engine = engine or options.engine_config()
     max_length = engine.max_text_length or (info.max_text_chars if info else None) or DEFAULT_MAX_TEXT_LENGTH
     work = plan(
@@ -117,7 +121,8 @@ async def classify_values(
     mode = choose_mode(options.mode, info)
     limit = limit or choose_limit(client, mode, engine, info)
     started_with = limit.limit
-    progress.total = len(values)
+    # A job's progress counts the whole job: its total is set before the first part.
+    progress.total = max(progress.total, progress.done + len(values))
     progress.limit = started_with
     classes = set(info.classes) if info is not None and info.classes else None
     run = Run(client, work, options, engine.row_attempts, progress, limit, classes, stop)

@@ -18,6 +18,7 @@ a hint, predictions decide.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from tsbatch._client import TorchServeClient
 from tsbatch._errors import (
@@ -39,10 +40,17 @@ _TOKEN_HINT = (
 )
 
 
-async def preflight(client: TorchServeClient, model: str | None, version: str | None) -> ModelInfo | None:
-    """Check the server, the token and the model; the model's info, or ``None`` when it cannot be read."""
+@dataclass(frozen=True)
+class Checked:
+    """A run's server passed :func:`preflight`; ``info`` is the model's, or ``None`` when unreadable."""
+
+    info: ModelInfo | None
+
+
+async def preflight(client: TorchServeClient, model: str | None, version: str | None) -> Checked:
+    """Check the server, the token and the model, once per run (a job's parts share the check)."""
     await _answers(client)
-    return await _model_info(client, model or client.config.model, version)
+    return Checked(await _model_info(client, model or client.config.model, version))
 
 
 async def _answers(client: TorchServeClient) -> None:
@@ -91,7 +99,7 @@ async def _answers(client: TorchServeClient) -> None:
                 error_type=error.error_type,
             )
         if not health.healthy:
-            logger.info(
+            logger.warning(
                 "the server at %s answers but says it is not healthy (%s); going on", url, health.status
             )
         return

@@ -35,7 +35,8 @@ from tsbatch._engine import (
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions
 from tsbatch._policies import Auth
-from tsbatch._preflight import preflight
+from tsbatch._preflight import Checked, preflight
+from tsbatch._types import ModelInfo
 
 logger = logging.getLogger("tsbatch")
 
@@ -119,6 +120,7 @@ class WorkerRuntime:
         self._thread.start()
         self._client: TorchServeClient | None = None
         self._limit: ConcurrencyLimit | None = None
+        self._checked: Checked | None = None
         if settings.metrics_port is not None:
             self.metrics_port = _serve_metrics(self.registry, settings.metrics_address, settings.metrics_port)
 
@@ -128,29 +130,34 @@ class WorkerRuntime:
 
     async def classify(self, values: list[Any]) -> EngineResult:
         """Classify ``values`` through this process's client, within its share of requests in flight."""
-        client, limit = await self._ready()
+        client, limit, checked = await self._ready()
         settings = self.settings
-        return await classify_values(client, values, settings.options, limit=limit, engine=settings.engine)
+        return await classify_values(
+            client, values, settings.options, limit=limit, engine=settings.engine, checked=checked
+        )
 
-    async def _ready(self) -> tuple[TorchServeClient, ConcurrencyLimit]:
+    async def _ready(self) -> tuple[TorchServeClient, ConcurrencyLimit, Checked]:
         # Runs on the loop thread only: the client is built before any await, and
-        # a caller that resumes after another has set the limit keeps that limit.
+        # a caller that resumes after another has checked the server or set the
+        # limit keeps what that caller found.  The server is checked once per process.
         if self._client is None:
             self._client = TorchServeClient(config=self.settings.client_config(), registry=self.registry)
         client = self._client
+        if self._checked is None:
+            options = self.settings.options
+            checked = await preflight(client, options.model, options.version)
+            if self._checked is None:
+                self._checked = checked
         if self._limit is None:
-            limit = await self._share(client)
-            if self._limit is None:
-                self._limit = limit
-        return client, self._limit
+            self._limit = self._share(client, self._checked.info)
+        return client, self._limit, self._checked
 
-    async def _share(self, client: TorchServeClient) -> ConcurrencyLimit:
+    def _share(self, client: TorchServeClient, info: ModelInfo | None) -> ConcurrencyLimit:
         """This process's share of the job's requests in flight."""
         options, workers = self.settings.options, max(1, self.settings.workers)
         engine = self.settings.engine
         if engine.concurrency is not None:
             return client.fixed_limit(max(1, engine.concurrency // workers))
-        info = await preflight(client, options.model, options.version)
         mode = choose_mode(options.mode, info)
         ceiling = (
             max(1, engine.max_concurrency // workers) if engine.max_concurrency else client.config.pool_size

@@ -24,6 +24,7 @@ command but ``serve`` and ``demo`` works without the ``serve`` extra.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 
@@ -62,12 +63,42 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_commands(commands)
     add_job_commands(commands)
     add_info_commands(commands)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each command's parser records itself in the arguments, to report unknown flags."""
+    parser.set_defaults(parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _remember_parsers(sub)
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """Exit 2 naming the unknown arguments, with the nearest flag the command has."""
+    flags = [
+        flag
+        for action in parser._actions
+        if action.help is not argparse.SUPPRESS
+        for flag in action.option_strings
+        if flag.startswith("--")
+    ]
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    for given in unknown:
+        near = difflib.get_close_matches(given.split("=", 1)[0], flags, n=1) if given.startswith("-") else []
+        if near:
+            message += f"; did you mean {near[0]}?"
+            break
+    parser.error(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tsbatch`` command; returns its exit code."""
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        _refuse_unknown(args.parser, unknown)
     try:
         return int(args.func(args))
     except JobOutputError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import shlex
 import signal
 import sys
@@ -81,8 +82,13 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     )
 
 
-def add_job_options(parser: argparse.ArgumentParser) -> None:
-    """How a job sends its rows, stops, and reports."""
+def add_json_option(parser: argparse._ActionsContainer, instead: str = "text") -> None:
+    """``--json``: print the command's report as one JSON object on stdout."""
+    parser.add_argument("--json", action="store_true", help=f"print JSON (default: {instead})")
+
+
+def add_job_options(parser: argparse.ArgumentParser, *, dask: bool) -> None:
+    """How a job sends its rows, stops, and reports (``dask``: the command takes ``--engine dask``)."""
     sending = parser.add_argument_group("sending")
     sending.add_argument("--mode", choices=["auto", "rows", "list"], default="auto", help="request mode")
     sending.add_argument("--batch-size", type=int, help="rows per batch (default: MAX_BATCH_SIZE or 64)")
@@ -114,11 +120,15 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     running.add_argument(
         "--no-progress", action="store_true", help="no progress bar (default: on in terminals)"
     )
+    per_worker = (
+        "; with --engine dask each worker process serves its client metrics on the first free port above it"
+        if dask
+        else ""
+    )
     running.add_argument(
         "--metrics-port",
         type=int,
-        help="serve /metrics on METRICS_ADDRESS:PORT while the job runs; with --engine dask each worker "
-        "process serves its client metrics on the first free port above it (default: off)",
+        help=f"serve /metrics on METRICS_ADDRESS:PORT while the job runs{per_worker} (default: off)",
     )
     running.add_argument(
         "--metrics-address",
@@ -129,6 +139,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         "--pushgateway", metavar="URL", help="push the job's final metrics to this Pushgateway (default: off)"
     )
     running.add_argument("--job-name", default="tsbatch", help="the Pushgateway job label")
+    add_json_option(running, "a summary in words")
 
 
 def classify_options(args: argparse.Namespace) -> ClassifyOptions:
@@ -169,10 +180,16 @@ def _run_stoppable(job: Job, work: Callable[[], Awaitable[JobSummary]], timeout:
     return asyncio.run(main())
 
 
-def print_summary(summary: JobSummary) -> None:
+def print_summary(summary: JobSummary, *, as_json: bool = False) -> None:
+    """The job's summary: in words, or as the JSON of ``_summary.json``."""
+    if as_json:
+        print(json.dumps(dataclasses.asdict(summary)))
+        return
+    kinds = ", ".join(f"{kind}: {rows}" for kind, rows in summary.failed_by_kind.items())
     print(
-        f"{summary.rows} rows in {summary.parts} parts: {summary.ok} ok, {summary.failed} failed, "
-        f"{summary.skipped} skipped; {summary.rows_this_run} rows this run in {summary.seconds:.1f}s "
+        f"{summary.rows} rows in {summary.parts} parts: {summary.ok} ok, {summary.failed} failed"
+        + (f" ({kinds})" if kinds else "")
+        + f", {summary.skipped} skipped; {summary.rows_this_run} rows this run in {summary.seconds:.1f}s "
         f"({summary.rows_per_second:.0f} rows/s)"
     )
     print(
@@ -210,8 +227,8 @@ def run_job(job: Job, work: Callable[[], Awaitable[JobSummary]], args: argparse.
     finally:
         if server is not None:
             server.shutdown()
-    print_summary(summary)
     if args.pushgateway:
         pushadd_to_gateway(args.pushgateway, job=job.settings.job_name, registry=job.metrics.registry)
-        print(f"metrics pushed to {args.pushgateway} (job={job.settings.job_name})")
+        print(f"metrics pushed to {args.pushgateway} (job={job.settings.job_name})", file=sys.stderr)
+    print_summary(summary, as_json=args.json)
     return EXIT_ROWS_FAILED if summary.failed else EXIT_OK

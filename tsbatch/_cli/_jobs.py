@@ -114,7 +114,7 @@ def add_job_commands(commands: Any) -> None:
         help=f"worker processes of a local Dask cluster (default: {DEFAULT_DASK_WORKERS}); "
         "--concurrency stays the total for all of them",
     )
-    add_job_options(classify)
+    add_job_options(classify, dask=True)
     add_client_options(classify)
     classify.set_defaults(func=_classify)
 
@@ -122,6 +122,6 @@ def add_job_commands(commands: Any) -> None:
         "retry-failed", formatter_class=HelpFormatter, help="send the failed rows of a finished OUTPUT again"
     )
     retry.add_argument("output", metavar="OUTPUT", type=Path, help="the output folder of a classify job")
-    add_job_options(retry)
+    add_job_options(retry, dask=False)
     add_client_options(retry)
     retry.set_defaults(func=_retry_failed)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tsbatch._cli._common import HelpFormatter, print_summary
+from tsbatch._cli._common import HelpFormatter, add_json_option, print_summary
 from tsbatch._errors import ConfigError
 from tsbatch._serve.settings import DEFAULT_RUN_DIR, ServeSettings
 
@@ -25,16 +29,42 @@ def _local() -> Any:
     return local
 
 
-def _add_serve_options(parser: argparse.ArgumentParser) -> None:
+class _Renamed(argparse.Action):
+    """A flag that was renamed: using it is an error that names the new flag and why."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        old = self.option_strings[0]
+        parser.error(
+            f"{old} is now {self.new} here; in tsbatch classify, {old} means something else "
+            "(see tsbatch classify --help)"
+        )
+
+
+def _add_serve_options(parser: argparse.ArgumentParser, *, free_ports: bool = False) -> None:
     defaults = ServeSettings()
+    ports = {
+        "inference": defaults.inference_port,
+        "management": defaults.management_port,
+        "metrics": defaults.metrics_port,
+    }
+    for api, port in ports.items():
+        parser.add_argument(
+            f"--{api}-port",
+            type=int,
+            default=None if free_ports else port,
+            help=f"{api} API port" + (" (default: a free port)" if free_ports else ""),
+        )
     parser.add_argument(
-        "--inference-port", type=int, default=defaults.inference_port, help="inference API port"
+        "--model-batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="the model's server-side batch size (TorchServe's batchSize)",
     )
-    parser.add_argument(
-        "--management-port", type=int, default=defaults.management_port, help="management API port"
-    )
-    parser.add_argument("--metrics-port", type=int, default=defaults.metrics_port, help="metrics API port")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="server-side batch size")
+    parser.add_argument("--batch-size", action=_Renamed, new="--model-batch-size", nargs="?")
     parser.add_argument(
         "--max-batch-delay-ms",
         "--max-batch-delay",
@@ -44,7 +74,10 @@ def _add_serve_options(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="longest wait to fill a server-side batch, in ms",
     )
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="model worker processes")
+    parser.add_argument(
+        "--model-workers", type=int, default=defaults.workers, help="the model's worker processes"
+    )
+    parser.add_argument("--workers", action=_Renamed, new="--model-workers", nargs="?")
     parser.add_argument(
         "--job-queue-size",
         type=int,
@@ -79,15 +112,30 @@ def _add_run_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _free_ports(count: int) -> list[int]:
+    """``count`` loopback ports free now (the sockets close before TorchServe binds them)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def _settings(args: argparse.Namespace) -> ServeSettings:
+    given = [args.inference_port, args.management_port, args.metrics_port]
+    free = iter(_free_ports(given.count(None)))
+    inference, management, metrics = (port if port is not None else next(free) for port in given)
     return ServeSettings(
         run_dir=args.run_dir,
-        inference_port=args.inference_port,
-        management_port=args.management_port,
-        metrics_port=args.metrics_port,
-        batch_size=args.batch_size,
+        inference_port=inference,
+        management_port=management,
+        metrics_port=metrics,
+        batch_size=args.model_batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,
-        workers=args.workers,
+        workers=args.model_workers,
         job_queue_size=args.job_queue_size,
         token_auth=not args.no_token_auth,
         model_archive=args.model_archive,
@@ -95,26 +143,65 @@ def _settings(args: argparse.Namespace) -> ServeSettings:
     )
 
 
-def _describe(server: LocalServer) -> None:
+def _description(server: LocalServer) -> dict[str, Any]:
+    key_file = server.key_file.resolve() if server.key_file else None
+    return {
+        "inference_url": server.inference_url,
+        "management_url": server.management_url,
+        "metrics_url": server.metrics_url,
+        "model": server.model_name,
+        "key_file": str(key_file) if key_file else None,
+        "pid": server.pid,
+    }
+
+
+def _describe(server: LocalServer, *, as_json: bool, connect: bool = False) -> None:
+    """The server's addresses; with ``connect``, the lines a user pastes to reach it."""
+    data = _description(server)
+    if as_json:
+        print(json.dumps(data))
+        return
     print(f"inference:  {server.inference_url}")
     print(f"management: {server.management_url}")
     print(f"metrics:    {server.metrics_url}")
     print(f"model:      {server.model_name}")
-    print(f"key file:   {server.key_file if server.key_file else 'none (token auth disabled)'}")
+    print(f"key file:   {data['key_file'] or 'none (token auth disabled)'}")
     print(f"pid:        {server.pid}")
+    if not connect:
+        return
+    exports = {
+        "TORCHSERVE_URL": server.inference_url,
+        "TORCHSERVE_MANAGEMENT_URL": server.management_url,
+        "TORCHSERVE_MODEL": server.model_name,
+        **({"TORCHSERVE_KEY_FILE": data["key_file"]} if data["key_file"] else {}),
+    }
+    print("\nto connect from a shell (tsbatch classify, health, models):")
+    for name, value in exports.items():
+        print(f"  export {name}={shlex.quote(value)}")
+    key = f", key_file={data['key_file']!r}" if data["key_file"] else ""
+    print("or from Python:")
+    print(
+        f'  df.ts.classify("text", url={server.inference_url!r}, '
+        f"management_url={server.management_url!r}, model={server.model_name!r}{key})"
+    )
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _serve_start(args: argparse.Namespace) -> int:
-    _describe(_local().start(_settings(args)))
+    server = _local().start(_settings(args), say=_to_stderr if args.json else print)
+    _describe(server, as_json=args.json, connect=True)
     return 0
 
 
 def _serve_status(args: argparse.Namespace) -> int:
     server = _local().status(args.run_dir)
     if server is None:
-        print(f"no TorchServe running from {args.run_dir}")
+        print(json.dumps(None) if args.json else f"no TorchServe running from {args.run_dir}")
         return 1
-    _describe(server)
+    _describe(server, as_json=args.json)
     return 0
 
 
@@ -135,19 +222,21 @@ def _demo(args: argparse.Namespace) -> int:
     server = already or local.start(_settings(args))
     output = args.run_dir / "demo-output"
     try:
-        print(f"classifying {args.training_data} through {server.inference_url} into {output} ...")
+        print(
+            f"classifying every row of {args.training_data} through {server.inference_url} into {output} ..."
+        )
         result = run_demo_job(server, args.training_data, output)
+        for predicted, label, package in result.examples:
+            print(f"  {predicted:<10} (label {label:<10}) {package}")
+        print_summary(result.summary)
+        print(
+            f"test split: {result.test.rows} rows, accuracy {result.test.accuracy:.4f}, "
+            f"macro-F1 {result.test.macro_f1:.4f}; all rows: accuracy {result.everything.accuracy:.4f}"
+        )
     finally:
         if already is None:
             local.stop(args.run_dir)
             print("stopped the TorchServe this demo started")
-    for predicted, label, package in result.examples:
-        print(f"  {predicted:<10} (label {label:<10}) {package}")
-    print_summary(result.summary)
-    print(
-        f"test split: {result.test.rows} rows, accuracy {result.test.accuracy:.4f}, "
-        f"macro-F1 {result.test.macro_f1:.4f}; all rows: accuracy {result.everything.accuracy:.4f}"
-    )
     return 0 if result.summary.failed == 0 else 1
 
 
@@ -162,6 +251,7 @@ def add_serve_commands(commands: Any) -> None:
     )
     _add_run_dir(start)
     _add_serve_options(start)
+    add_json_option(start, "addresses and the lines to connect")
     start.set_defaults(func=_serve_start)
     for name, func, text in (
         ("status", _serve_status, "show the server running from RUN_DIR (exit 1 if none)"),
@@ -169,12 +259,15 @@ def add_serve_commands(commands: Any) -> None:
     ):
         sub = serve_commands.add_parser(name, formatter_class=HelpFormatter, help=text)
         _add_run_dir(sub)
+        if name == "status":
+            add_json_option(sub)
         sub.set_defaults(func=func)
     demo = commands.add_parser(
         "demo",
         formatter_class=HelpFormatter,
-        help="start TorchServe, classify the sample data, print the test split's accuracy, stop it",
+        help="start TorchServe on free ports, classify every row of the sample data, print the "
+        "accuracy on its test split and on all rows, stop it",
     )
     _add_run_dir(demo)
-    _add_serve_options(demo)
+    _add_serve_options(demo, free_ports=True)
     demo.set_defaults(func=_demo)

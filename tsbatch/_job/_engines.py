@@ -55,6 +55,7 @@ class PandasEngine:
                     job.progress,
                     job.stop,
                     engine=job.engine_config,
+                    checked=job.checked,
                 )
             except OutageError as exc:  # the server stayed down since the last part
                 raise JobOutage(job.outage_message(manifest, str(exc))) from None

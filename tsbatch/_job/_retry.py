@@ -21,6 +21,7 @@ from tsbatch._job._parts import (
 )
 from tsbatch._job._runner import Job
 from tsbatch._job._settings import JobSummary
+from tsbatch._preflight import Checked, preflight
 
 
 async def retry_failed(job: Job) -> JobSummary:
@@ -35,6 +36,7 @@ async def retry_failed(job: Job) -> JobSummary:
     model, version = settings.classify.model, settings.classify.version
     async with TorchServeClient(config=job.config, registry=job.metrics.registry) as client:
         job.progress.total = manifest.totals()["error"]
+        checked: Checked | None = None  # the server is checked once, before the first failed part
         for index, batch in numbered_inputs(files, settings):
             name = part_name(index)
             if not manifest.parts[name]["error"]:
@@ -45,8 +47,16 @@ async def retry_failed(job: Job) -> JobSummary:
             failed = part.index[part["ts_status"] == "error"]
             texts = batch.column(settings.column).take(pa.array(failed, type=pa.int64())).to_pylist()
             try:
+                if checked is None:
+                    checked = await preflight(client, settings.classify.model, settings.classify.version)
                 result = await classify_values(
-                    client, texts, settings.classify, job.progress, job.stop, engine=job.engine_config
+                    client,
+                    texts,
+                    settings.classify,
+                    job.progress,
+                    job.stop,
+                    engine=job.engine_config,
+                    checked=checked,
                 )
             except OutageError as exc:
                 raise JobOutage(job.outage_message(manifest, str(exc))) from None

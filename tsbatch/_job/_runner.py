@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from tsbatch._job._parts import PartResult, classified_part, part_name, write_ba
 from tsbatch._job._settings import JobSettings, JobSummary
 from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import EngineResult, Progress
-from tsbatch._preflight import preflight
+from tsbatch._preflight import Checked, preflight
 
 logger = logging.getLogger("tsbatch")
 
@@ -69,6 +70,44 @@ def _check_columns(dataset: ds.Dataset, settings: JobSettings) -> None:
             raise JobInputError(
                 f"id column {settings.id_column!r} is not unique: {len(ids) - distinct} duplicate values"
             )
+
+
+#: The command-line flag of each setting that shapes OUTPUT.
+_FLAGS = {
+    "column": "--column",
+    "id_column": "--id-column",
+    "keep_columns": "--keep-columns",
+    "model": "--model",
+    "version": "--model-version",
+    "rows_per_part": "--rows-per-part",
+    "engine": "--engine",
+}
+
+
+def _refusal(settings: JobSettings, existing: Manifest) -> str:
+    """Why OUTPUT cannot be resumed: each setting that changed, with both values, and what to do."""
+    now = settings.identity()
+    changed = [name for name in now if name in existing.settings and existing.settings[name] != now[name]]
+    where = f"OUTPUT {settings.output}"
+    if not changed:
+        return (
+            f"{where} was written from INPUT {existing.input} as it was then; its files, sizes or "
+            "modification times have changed since. Pass --overwrite to start over"
+        )
+    was = "; ".join(f"{name} was {existing.settings[name]!r}, now {now[name]!r}" for name in changed)
+    flags = ", ".join(_flag(name, existing.settings[name]) for name in changed)
+    return (
+        f"{where} was written with other settings: {was}. To resume it, run with the settings "
+        f"it was written with ({flags}); or pass --overwrite to start over"
+    )
+
+
+def _flag(name: str, value: Any) -> str:
+    if name == "keep_columns":
+        value = ",".join(value)
+    if value is None or value == "":
+        return f"without {_FLAGS[name]}"
+    return f"{_FLAGS[name]} {value}"
 
 
 class Job:
@@ -94,6 +133,7 @@ class Job:
         self._stop_requested = False
         self._done_before = 0
         self._prepared: tuple[list[Path], Manifest] | None = None
+        self.checked: Checked | None = None  # the server's check, made once per run
 
     def request_stop(self, signum: int | None = None) -> None:
         """Ask the run to stop: no new requests; requests in flight finish."""
@@ -121,10 +161,7 @@ class Job:
         check_output(settings.output, existing is not None, settings.overwrite)
         digest = fingerprint(files, dataset.schema, settings)
         if existing is not None and existing.fingerprint != digest:
-            raise JobInputError(
-                f"OUTPUT {settings.output} was written from a different input or settings "
-                f"({existing.input}, {existing.settings}); pass --overwrite to replace it"
-            )
+            raise JobInputError(_refusal(settings, existing))
         manifest = existing or Manifest(
             fingerprint=digest,
             input=settings.input,
@@ -164,7 +201,7 @@ class Job:
         """
         settings = self.settings
         try:
-            await preflight(client, settings.classify.model, settings.classify.version)
+            self.checked = await preflight(client, settings.classify.model, settings.classify.version)
         except OutageError as exc:
             raise JobOutage(self.outage_message(manifest, str(exc))) from None
         with writing(settings.output):
@@ -215,6 +252,11 @@ class Job:
         failed = [pq.read_table(p, filters=[("ts_status", "=", "error")]) for p in parts]
         failed_table = pa.concat_tables(failed, promote_options="default") if failed else pa.table({})
         write_table(output / "_failed.parquet", failed_table)
+        kinds = (
+            failed_table.column("ts_error_kind").to_pylist()
+            if "ts_error_kind" in failed_table.column_names
+            else [None] * failed_table.num_rows  # parts written before error kinds
+        )
         metrics = [pq.read_table(p) for p in sorted((output / "_work").glob("batches-*.parquet"))]
         if metrics:
             batches_table = pa.concat_tables(metrics, promote_options="default")
@@ -238,6 +280,7 @@ class Job:
             rows_per_second=round(this_run / seconds, 1) if seconds > 0 else 0.0,
             model=model,
             version=version,
+            failed_by_kind=dict(Counter(kind or "unknown" for kind in kinds).most_common()),
         )
         write_bytes(output / "_summary.json", (json.dumps(asdict(summary), indent=2) + "\n").encode())
         self.metrics.duration.set(seconds)

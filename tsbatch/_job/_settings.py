@@ -53,7 +53,7 @@ class JobSettings:
 
 @dataclass(frozen=True)
 class JobSummary:
-    """What a job did."""
+    """What a job did; ``failed_by_kind`` counts the failed rows by ``ts_error_kind``, most first."""
 
     output: str
     rows: int
@@ -66,3 +66,4 @@ class JobSummary:
     rows_per_second: float
     model: str | None
     version: str | None
+    failed_by_kind: dict[str, int] = field(default_factory=dict)
