@@ -342,7 +342,7 @@ def test_a_pandas_output_is_not_resumed_by_the_dask_engine(
     asyncio.run(Job(JobSettings(input=str(two_files), output=output, rows_per_part=500), config).run())
     settings = JobSettings(input=str(two_files), output=output, rows_per_part=500, engine="dask")
     job = Job(settings, config, engine=DaskEngine(ClusterSettings(scheduler=cluster.scheduler_address)))
-    with pytest.raises(JobInputError, match="different input or settings"):
+    with pytest.raises(JobInputError, match=r"engine was 'pandas', now 'dask'\. .*\(--engine pandas\)"):
         job.prepare()
 
 

@@ -256,3 +256,32 @@ def test_classify_and_retry_failed_report_json_with_failures_by_kind(
         retried = json.loads(capsys.readouterr().out)
     assert (classified["ok"], classified["failed"], classified["failed_by_kind"]) == (2, 2, {"bad_input": 2})
     assert (retried["failed"], retried["failed_by_kind"]) == (2, {"bad_input": 2})
+
+
+def test_a_wrong_model_name_stops_the_job_before_its_first_part_listing_the_models(
+    input_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictions = []
+
+    async def server(request: web.Request) -> web.StreamResponse:
+        if request.path == "/models":
+            return web.json_response({"models": [{"modelName": "demo"}, {"modelName": "sentiment"}]})
+        if request.path.startswith("/predictions/"):
+            predictions.append(request.path)
+        if request.path.startswith(("/models/", "/predictions/")):
+            body = {"code": 404, "type": "ModelNotFoundException", "message": "Model not found: dmeo"}
+            return web.json_response(body, status=404)
+        return web.json_response({"status": "Healthy"})
+
+    output = tmp_path / "out"
+    with ServerThread([server]) as scripted:
+        for name, value in {
+            "TORCHSERVE_URL": scripted.url,
+            "TORCHSERVE_MANAGEMENT_URL": scripted.url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        code = main(["classify", str(input_file), str(output), "--model=dmeo", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"model 'dmeo' is not on the server at {scripted.url}; it has: demo, sentiment" in err
+    assert predictions == [] and not output.exists()
