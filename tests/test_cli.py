@@ -61,7 +61,10 @@ def test_a_renamed_serve_flag_names_its_new_name(
     old: str, new: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["serve", "start", f"--run-dir={tmp_path}", old, "2"])
+        # A missing archive: were the flag taken, the command would stop before starting a server.
+        main(
+            ["serve", "start", f"--run-dir={tmp_path}", f"--model-archive={tmp_path / 'none.mar'}", old, "2"]
+        )
     assert exited.value.code == 2
     assert f"error: {old} is now {new} here" in capsys.readouterr().err
 

@@ -229,7 +229,8 @@ def test_a_resume_with_other_settings_names_each_change_and_how_to_resume(
         config = ClientConfig(url=server.url, management_url=server.url)
         written = JobSettings(input=str(input_file), output=output, id_column="id", rows_per_part=100)
         asyncio.run(Job(written, config).run())
-        assert asyncio.run(Job(written, config).run()).ok == 600  # the same settings: resumed
+        resumed = asyncio.run(Job(written, config).run())  # the same settings: resumed, nothing to do
+        assert (resumed.ok, resumed.rows_this_run, resumed.model) == (600, 0, "demo")
         other = dataclasses.replace(written, rows_per_part=200, keep_columns=("text",))
         with pytest.raises(JobInputError) as caught:
             Job(other, config).prepare()

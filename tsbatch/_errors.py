@@ -88,7 +88,8 @@ class TorchServeInferenceError(TorchServeError):
     ``status`` is the HTTP status (200 for an unusable successful reply),
     ``error_type`` TorchServe's error type (``ModelNotFoundException``,
     ``ServiceUnavailableException``, ...) or a tsbatch one
-    (``MalformedResponse``, ``LengthMismatch``).
+    (``MalformedResponse``, ``LengthMismatch``); ``detail`` the server's own
+    message, when it gave one.
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class TorchServeInferenceError(TorchServeError):
         model: str | None = None,
         version: str | None = None,
         retry_after: float | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -107,6 +109,7 @@ class TorchServeInferenceError(TorchServeError):
         self.model = model
         self.version = version
         self.retry_after = retry_after
+        self.detail = detail
 
 
 class TorchServeAuthError(TorchServeInferenceError):

@@ -28,16 +28,11 @@ from tsbatch._errors import (
     TorchServeError,
     TorchServeInferenceError,
 )
+from tsbatch._protocols._base import TOKEN_HINT
 from tsbatch._retry import backoff_delay
 from tsbatch._types import ModelInfo
 
 logger = logging.getLogger("tsbatch")
-
-#: Where a user finds the tokens of a local server.
-_TOKEN_HINT = (
-    "set TORCHSERVE_INFERENCE_TOKEN, or TORCHSERVE_KEY_FILE to the server's key_file.json "
-    "(tsbatch serve start prints both)"
-)
 
 
 @dataclass(frozen=True)
@@ -93,8 +88,9 @@ async def _answers(client: TorchServeClient) -> None:
         if isinstance(error, TorchServeAuthError) or (
             isinstance(error, TorchServeInferenceError) and error.status in (401, 403)
         ):
+            detail = (error.detail or str(error)).rstrip(".")
             raise TorchServeAuthError(
-                f"the server at {url} refused the inference token ({error}); {_TOKEN_HINT}",
+                f"the server at {url} refused the inference token ({detail}); {TOKEN_HINT}",
                 status=error.status,
                 error_type=error.error_type,
             )
@@ -137,7 +133,7 @@ async def _not_found(
     what = f"model {model!r}" + (f" version {version!r}" if version else "")
     has = f"it has: {', '.join(names)}" if names else "it has no models"
     return TorchServeInferenceError(
-        f"{what} is not on the server at {client.config.url}; {has} (pass model=...)",
+        f"{what} is not on the server at {client.config.url}; {has}",
         status=404,
         error_type=error.error_type,
         model=model,

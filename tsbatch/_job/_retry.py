@@ -33,7 +33,7 @@ async def retry_failed(job: Job) -> JobSummary:
             f"the job writing {settings.output} has not finished: run classify again to resume it"
         )
     started = time.monotonic()
-    model, version = settings.classify.model, settings.classify.version
+    model, version = settings.classify.model or job.config.model, settings.classify.version
     async with TorchServeClient(config=job.config, registry=job.metrics.registry) as client:
         job.progress.total = manifest.totals()["error"]
         checked: Checked | None = None  # the server is checked once, before the first failed part

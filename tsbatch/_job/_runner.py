@@ -178,7 +178,7 @@ class Job:
         if self._stop_requested:
             self.stop.set()
         started = time.monotonic()
-        model, version = self.settings.classify.model, self.settings.classify.version
+        model, version = self.settings.classify.model or self.config.model, self.settings.classify.version
         async with TorchServeClient(config=self.config, registry=self.metrics.registry) as client:
             await self.open_output(client, manifest)
             async for part in self.engine.parts(self, client, files, manifest):

@@ -14,6 +14,12 @@ from tsbatch._types import ModelInfo, Prediction
 
 Api = Literal["inference", "management"]
 
+#: Where a user finds the tokens a server wants, for the message of a refused one.
+TOKEN_HINT = (
+    "pass key_file= (the server's key_file.json; tsbatch serve start prints its path) or "
+    "inference_token=, or set TORCHSERVE_KEY_FILE or TORCHSERVE_INFERENCE_TOKEN"
+)
+
 #: Characters of an unusable reply quoted in its error message.
 SNIPPET_CHARACTERS = 120
 #: The error type of an answer that is well-formed but cannot be a prediction (a NaN score, ...).

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from tsbatch._errors import TorchServeAuthError, TorchServeInferenceError
 from tsbatch._protocols._base import (
+    TOKEN_HINT,
     Call,
     invalid,
     is_probability,
@@ -130,12 +131,12 @@ class TorchServeProtocol:
         where = f"model {model!r}" + (f" version {version!r}" if version else "") if model else "TorchServe"
         if error_type == "InvalidKeyException":
             return TorchServeAuthError(
-                f"{where}: TorchServe refused the token ({message.rstrip('.')}); "
-                "set the right token or key file",
+                f"{where}: the server refused the token ({message.rstrip('.')}); {TOKEN_HINT}",
                 status=reply.status,
                 error_type=error_type,
                 model=model,
                 version=version,
+                detail=message,
             )
         return TorchServeInferenceError(
             f"{where} answered {reply.status}" + (f" {error_type}" if error_type else "") + f": {message}",
@@ -144,6 +145,7 @@ class TorchServeProtocol:
             model=model,
             version=version,
             retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+            detail=message,
         )
 
     def key_refused(self, reply: Reply) -> bool:
