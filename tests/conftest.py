@@ -20,6 +20,7 @@ from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._serve.settings import ServeSettings
 
 if TYPE_CHECKING:
+    from tests.kserve_helpers import KServe
     from tsbatch._demo.handler import DemoTextHandler
     from tsbatch._demo.train import TrainingResult
     from tsbatch._serve.local import LocalServer
@@ -135,3 +136,17 @@ def torchserve(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         yield server
     finally:
         local.stop(run_dir)
+
+
+@pytest.fixture(scope="session")
+def kserve(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServe]:
+    """KServe's ModelServer serving the demo model over v1 and v2, for the session."""
+    from tests.kserve_helpers import KServe
+
+    (port,) = free_ports(1)
+    server = KServe(demo_archive, port, tmp_path_factory.mktemp("kserve") / "kserve.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -30,10 +32,13 @@ class Seen:
 
 @dataclass
 class Proxy:
-    """Forwards to ``upstream``; ``ping_status`` set makes ``/ping`` answer that status itself."""
+    """Forwards to ``upstream``; ``ping_status`` set makes ``/ping`` answer that status itself,
+    and ``fault`` (given a request's path) may answer in the server's place: ``(status, JSON body,
+    headers)``, or ``None`` to forward the request."""
 
     upstream: str
     ping_status: int | None = None
+    fault: Callable[[str], tuple[int, Any, dict[str, str]] | None] | None = None
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
 
@@ -56,6 +61,11 @@ class Proxy:
             self.seen.append(Seen(time.monotonic(), path, self.ping_status))
             body = {"code": self.ping_status, "type": "InternalServerException", "message": "Unhealthy"}
             return web.json_response(body, status=self.ping_status)
+        faked = self.fault(path) if self.fault is not None else None
+        if faked is not None:
+            status, body, extra = faked
+            self.seen.append(Seen(time.monotonic(), path, status))
+            return web.json_response(body, status=status, headers=extra)
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         try:

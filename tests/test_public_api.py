@@ -38,6 +38,7 @@ EXPECTED = [
     "RetryPolicy",
     "RunReport",
     "TLSConfig",
+    "Tensors",
     "Timeouts",
     "TorchServeAuthError",
     "TorchServeClient",

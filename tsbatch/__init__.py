@@ -30,6 +30,7 @@ from tsbatch._policies import (
     HealthPolicy,
     OutagePolicy,
     RetryPolicy,
+    Tensors,
     Timeouts,
     TLSConfig,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "RetryPolicy",
     "RunReport",
     "TLSConfig",
+    "Tensors",
     "Timeouts",
     "TorchServeAuthError",
     "TorchServeClient",

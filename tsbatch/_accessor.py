@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from tsbatch._classify import aclassify_frame, check_call
 from tsbatch._client import TorchServeClient
-from tsbatch._config import ClientConfig, with_connection
+from tsbatch._config import ClientConfig
+from tsbatch._connection import with_connection
 from tsbatch._options import AccessorKwargs, read_kwargs
+from tsbatch._outcomes import Task
 from tsbatch._sync import run_sync
 
 _FRAME_ARGS = ("config", "registry")
@@ -61,6 +63,19 @@ class FrameAccessor:
         """
         return _classify(self._frame, column, "DataFrame.ts.classify", config, registry, kwargs)
 
+    def predict(
+        self,
+        column: Any,
+        *,
+        config: ClientConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Unpack[AccessorKwargs],
+    ) -> pd.DataFrame:
+        """For a model that is no classifier: the frame plus ``pred_output``, each row's raw output
+        (a number, a list such as an embedding, or an object as JSON text), and the ``ts_*``
+        columns; takes what :meth:`classify` takes."""
+        return _classify(self._frame, column, "DataFrame.ts.predict", config, registry, kwargs, "predict")
+
     async def aclassify(
         self,
         column: Any,
@@ -75,6 +90,20 @@ class FrameAccessor:
             self._frame, column, "DataFrame.ts.aclassify", client, config, registry, kwargs
         )
 
+    async def apredict(
+        self,
+        column: Any,
+        *,
+        client: TorchServeClient | None = None,
+        config: ClientConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Unpack[AccessorKwargs],
+    ) -> pd.DataFrame:
+        """The async form of :meth:`predict`."""
+        return await _aclassify(
+            self._frame, column, "DataFrame.ts.apredict", client, config, registry, kwargs, "predict"
+        )
+
 
 def _classify(
     frame: pd.DataFrame,
@@ -83,12 +112,15 @@ def _classify(
     config: ClientConfig | None,
     registry: CollectorRegistry | None,
     kwargs: Mapping[str, Any],
+    task: Task = "classify",
 ) -> pd.DataFrame:
     # Everything that can be checked is, before the run's thread starts: a short traceback.
     options, connection = read_kwargs(method, kwargs, _FRAME_ARGS)
-    check_call(frame, column, options)
+    check_call(frame, column, options, task)
     config = _connected(config, connection)
-    return run_sync(lambda: aclassify_frame(frame, column, options, config=config, registry=registry))
+    return run_sync(
+        lambda: aclassify_frame(frame, column, options, config=config, registry=registry, task=task)
+    )
 
 
 async def _aclassify(
@@ -99,10 +131,13 @@ async def _aclassify(
     config: ClientConfig | None,
     registry: CollectorRegistry | None,
     kwargs: Mapping[str, Any],
+    task: Task = "classify",
 ) -> pd.DataFrame:
     options, connection = read_kwargs(method, kwargs, _ASYNC_ARGS)
     config = _connected(config, connection, client)
-    return await aclassify_frame(frame, column, options, client=client, config=config, registry=registry)
+    return await aclassify_frame(
+        frame, column, options, client=client, config=config, registry=registry, task=task
+    )
 
 
 @pd.api.extensions.register_series_accessor("ts")
@@ -126,6 +161,17 @@ class SeriesAccessor:
         """Return a frame of the texts plus ``pred_*`` and ``ts_*`` columns; as ``DataFrame.ts.classify``."""
         frame, name = self._frame()
         return _classify(frame, name, "Series.ts.classify", config, registry, kwargs)
+
+    def predict(
+        self,
+        *,
+        config: ClientConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Unpack[AccessorKwargs],
+    ) -> pd.DataFrame:
+        """Each text's raw output; as ``DataFrame.ts.predict``."""
+        frame, name = self._frame()
+        return _classify(frame, name, "Series.ts.predict", config, registry, kwargs, "predict")
 
     async def aclassify(
         self,

@@ -16,6 +16,7 @@ from tsbatch._engine import classify_values
 from tsbatch._errors import ClassificationError, InputValidationError
 from tsbatch._frame import check_no_collision, failures, result_frame
 from tsbatch._options import ClassifyOptions
+from tsbatch._outcomes import Task
 from tsbatch._progress import progress_bar, progress_enabled
 
 logger = logging.getLogger("tsbatch")
@@ -34,10 +35,10 @@ def check_column(columns: Sequence[Any], column: Any) -> None:
         raise InputValidationError(f"column {column!r} not found; the frame has: {available}")
 
 
-def check_call(frame: pd.DataFrame, column: Any, options: ClassifyOptions) -> None:
+def check_call(frame: pd.DataFrame, column: Any, options: ClassifyOptions, task: Task = "classify") -> None:
     """What can be checked before a run starts: the column, and room for the result columns."""
     check_column(list(frame.columns), column)
-    check_no_collision(list(frame.columns), options.prefix, options.include_scores)
+    check_no_collision(list(frame.columns), options.prefix, options.include_scores, task)
 
 
 async def aclassify_frame(
@@ -48,15 +49,17 @@ async def aclassify_frame(
     client: TorchServeClient | None = None,
     config: ClientConfig | None = None,
     registry: CollectorRegistry | None = None,
+    task: Task = "classify",
 ) -> pd.DataFrame:
-    """Classify ``frame[column]``; returns ``frame`` plus prediction and ``ts_*`` columns."""
-    check_call(frame, column, options)
+    """Classify ``frame[column]`` (or, ``task="predict"``, keep each row's raw output); returns
+    ``frame`` plus prediction and ``ts_*`` columns."""
+    check_call(frame, column, options, task)
     owned = client is None
     active = client or TorchServeClient(config=config, registry=registry, model=options.model)
     try:
         enabled = progress_enabled(options.progress)
-        with progress_bar(enabled, f"classify {column}", lambda: active.breaker_state) as progress:
-            result = await classify_values(active, frame[column].tolist(), options, progress)
+        with progress_bar(enabled, f"{task} {column}", lambda: active.breaker_state) as progress:
+            result = await classify_values(active, frame[column].tolist(), options, progress, task=task)
     finally:
         if owned:
             await active.aclose()

@@ -12,12 +12,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from tsbatch._auth import Tokens
 from tsbatch._breaker import AsyncCircuitBreaker
-from tsbatch._config import ClientConfig, with_connection
+from tsbatch._config import ClientConfig
+from tsbatch._connection import with_connection
 from tsbatch._errors import (
     InputValidationError,
     TorchServeConnectionError,
@@ -25,12 +27,13 @@ from tsbatch._errors import (
     TorchServeInferenceError,
 )
 from tsbatch._limit import ConcurrencyLimit
+from tsbatch._mapping import ReplyMapping, ReplyShape
 from tsbatch._metrics import client_metrics
 from tsbatch._outage import Availability
 from tsbatch._protocols import get_protocol
 from tsbatch._sender import Sender
 from tsbatch._transport import AiohttpTransport, Transport
-from tsbatch._types import BatchResult, CallInfo, HealthStatus, ModelInfo, PredictResult
+from tsbatch._types import BatchResult, CallInfo, HealthStatus, InferResult, ModelInfo, PredictResult
 
 
 class TorchServeClient:
@@ -69,7 +72,7 @@ class TorchServeClient:
             key_file=key_file,
         )
         self._bases = {"inference": config.url.rstrip("/"), "management": config.management_url.rstrip("/")}
-        self._protocol = get_protocol(config.protocol)
+        self._protocol = get_protocol(config.protocol, config.model, config.tensors)
         self._tokens = Tokens(config.auth)
         self._clock = clock
         self._metrics = client_metrics(registry)
@@ -143,11 +146,8 @@ class TorchServeClient:
 
     def adaptive_limit(self, key: tuple[str, str, str], initial: int, ceiling: int) -> ConcurrencyLimit:
         """The adaptive limit of requests in flight shared by runs on this client for ``key``
-        (model, version, mode).
-
-        Made on first use from ``initial``; later runs keep what it has learned
-        of the server and take the new ``ceiling``.
-        """
+        (model, version, mode): made from ``initial`` on first use; later runs keep what it
+        has learned of the server and take the new ``ceiling``."""
         limit = self._limits.get(key)
         if limit is None:
             limit = self._limits[key] = ConcurrencyLimit(
@@ -164,45 +164,74 @@ class TorchServeClient:
     # -- inference ------------------------------------------------------------
 
     async def predict(
-        self, text: str, *, model: str | None = None, version: str | None = None
+        self,
+        text: str,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        reply: ReplyShape = "auto",
+        labels: Sequence[str] | None = None,
     ) -> PredictResult:
-        """Classify one text in its own request (the server batches requests itself)."""
+        """Classify one text in its own request (the server batches requests itself).
+
+        ``reply`` names the shape of the model's output (default: recognised),
+        ``labels`` the classes of a probability vector; see :mod:`tsbatch._mapping`.
+        """
         _check_text(text, "text")
-        self._bind_loop()
-        name = model or self.config.model
-        protocol = self._protocol
-        started = self._clock()
-        prediction, reply, attempts, overloads = await self._sender.send(
-            "predict",
-            protocol.predict(text, name, version),
-            model=name,
-            version=version,
-            parse=lambda reply: protocol.read_prediction(reply, name, version),
-        )
-        return PredictResult(prediction, CallInfo(self._clock() - started, attempts, reply.status, overloads))
+        mapping = ReplyMapping(reply, labels)
+        outputs, name, info = await self._send([text], single=True, model=model, version=version)
+        return PredictResult(mapping.prediction(outputs[0], name, version), info)
 
     async def predict_batch(
-        self, texts: Sequence[str], *, model: str | None = None, version: str | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        reply: ReplyShape = "auto",
+        labels: Sequence[str] | None = None,
     ) -> BatchResult:
-        """Classify a list of texts in one request, for handlers that accept lists."""
-        if isinstance(texts, str) or not isinstance(texts, Sequence):
-            raise InputValidationError(f"texts must be a list of strings, got {type(texts).__name__}")
-        if not texts:
-            raise InputValidationError("texts is empty")
-        for index, text in enumerate(texts):
-            _check_text(text, f"texts[{index}]")
+        """Classify a list of texts in one request, for handlers that accept lists (as :meth:`predict`)."""
+        _check_texts(texts)
+        mapping = ReplyMapping(reply, labels)
+        outputs, name, info = await self._send(list(texts), single=False, model=model, version=version)
+        return BatchResult([mapping.prediction(o, name, version) for o in outputs], info)
+
+    async def infer(self, text: str, *, model: str | None = None, version: str | None = None) -> InferResult:
+        """One text's raw output (a number, a list, an object: whatever the model returns), in its
+        own request, for models that are not classifiers."""
+        _check_text(text, "text")
+        outputs, _, info = await self._send([text], single=True, model=model, version=version)
+        return InferResult(outputs, info)
+
+    async def infer_batch(
+        self, texts: Sequence[str], *, model: str | None = None, version: str | None = None
+    ) -> InferResult:
+        """Each text's raw output, in one request (as :meth:`infer`)."""
+        _check_texts(texts)
+        outputs, _, info = await self._send(list(texts), single=False, model=model, version=version)
+        return InferResult(outputs, info)
+
+    async def _send(
+        self, texts: list[str], *, single: bool, model: str | None, version: str | None
+    ) -> tuple[list[Any], str, CallInfo]:
+        """The texts' raw outputs, the model asked, and the call's facts."""
         self._bind_loop()
         name = model or self.config.model
         protocol, count = self._protocol, len(texts)
         started = self._clock()
-        predictions, reply, attempts, overloads = await self._sender.send(
-            "predict_batch",
-            protocol.predict_list(list(texts), name, version),
+        outputs, answered, attempts, overloads = await self._sender.send(
+            "predict" if single else "predict_batch",
+            protocol.predict(texts[0], name, version)
+            if single
+            else protocol.predict_list(texts, name, version),
             model=name,
             version=version,
-            parse=lambda reply: protocol.read_predictions(reply, count, name, version),
+            parse=(lambda answer: [protocol.read_output(answer, name, version)])
+            if single
+            else (lambda answer: protocol.read_outputs(answer, count, name, version)),
         )
-        return BatchResult(predictions, CallInfo(self._clock() - started, attempts, reply.status, overloads))
+        return outputs, name, CallInfo(self._clock() - started, attempts, answered.status, overloads)
 
     # -- health ----------------------------------------------------------------
 
@@ -305,6 +334,13 @@ class TorchServeClient:
             names += found
             if page is None:
                 return names
+
+
+def _check_texts(texts: object) -> None:
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
+        raise InputValidationError(f"texts must be a non-empty list of strings, got {texts!r:.60}")
+    for index, text in enumerate(texts):
+        _check_text(text, f"texts[{index}]")
 
 
 def _check_text(text: object, where: str) -> None:

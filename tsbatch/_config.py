@@ -8,6 +8,9 @@ variable                               setting                     default
 ``TORCHSERVE_URL``                     inference API URL           ``http://127.0.0.1:8080``
 ``TORCHSERVE_MANAGEMENT_URL``          management API URL          ``http://127.0.0.1:8081``
 ``TORCHSERVE_MODEL``                   default model name          ``demo``
+``TSBATCH_PROTOCOL``                   the server's protocol       ``torchserve`` (``v2``, ``v1``)
+``TSBATCH_INPUT_TENSOR``               v2 input for the texts      the metadata's, else ``text``
+``TSBATCH_OUTPUT_TENSORS``             v2 outputs to read          all (comma-separated names)
 ``TORCHSERVE_CONNECT_TIMEOUT``         seconds to connect          5
 ``TORCHSERVE_REQUEST_TIMEOUT``         seconds for one request     120
 ``TORCHSERVE_POOL_SIZE``               connections in the pool     100
@@ -42,7 +45,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from tsbatch._errors import ConfigError
 from tsbatch._policies import (
@@ -63,6 +65,7 @@ from tsbatch._policies import (
     HealthPolicy,
     OutagePolicy,
     RetryPolicy,
+    Tensors,
     Timeouts,
     TLSConfig,
     check,
@@ -95,6 +98,7 @@ class ClientConfig:
     auth: Auth = field(default_factory=Auth)
     tls: TLSConfig = field(default_factory=TLSConfig)
     protocol: str = DEFAULT_PROTOCOL
+    tensors: Tensors = field(default_factory=Tensors)
     #: A shortcut for ``auth=Auth(key_file=...)``: TorchServe's ``key_file.json``.
     key_file: dataclasses.InitVar[Path | str | None] = None
 
@@ -120,53 +124,6 @@ class ClientConfig:
         ``overrides`` are top-level fields (``url``, ``model``, ``retry``, ...).
         """
         return dataclasses.replace(_from_env(os.environ if env is None else env), **overrides)
-
-
-def with_connection(
-    config: ClientConfig | None,
-    *,
-    url: str | None = None,
-    management_url: str | None = None,
-    model: str | None = None,
-    inference_token: str | None = None,
-    management_token: str | None = None,
-    key_file: Path | str | None = None,
-) -> ClientConfig:
-    """``config`` (default: from the environment) with the connection settings given applied.
-
-    ``url`` alone moves the management API along with it, to the next port on
-    the same host (TorchServe's layout, 8080 and 8081), unless a management
-    URL other than the default was set.  ``key_file`` replaces tokens from the
-    environment; a token given here wins over both.
-    """
-    config = config or ClientConfig.from_env()
-    auth = config.auth
-    if key_file is not None:
-        auth = dataclasses.replace(auth, key_file=key_file, inference_token=None, management_token=None)
-    auth = dataclasses.replace(
-        auth,
-        inference_token=inference_token or auth.inference_token,
-        management_token=management_token or auth.management_token,
-    )
-    if url and not management_url and config.management_url == DEFAULT_MANAGEMENT_URL:
-        management_url = _next_port(url)
-    return dataclasses.replace(
-        config,
-        url=url or config.url,
-        management_url=management_url or config.management_url,
-        model=model or config.model,
-        auth=auth,
-    )
-
-
-def _next_port(url: str) -> str | None:
-    """``url``'s scheme and host with the port after its own, or ``None`` when it names no port."""
-    check_url("url", url)
-    parts = urlsplit(url)
-    if parts.port is None:
-        return None
-    host = parts.netloc.rsplit(":", 1)[0]
-    return f"{parts.scheme}://{host}:{parts.port + 1}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -334,6 +291,7 @@ def _from_env(env: Mapping[str, str]) -> ClientConfig:
             "management_url": "TORCHSERVE_MANAGEMENT_URL",
             "model": "TORCHSERVE_MODEL",
             "pool_size": "TORCHSERVE_POOL_SIZE",
+            "protocol": "TSBATCH_PROTOCOL",
         },
         url=env.get("TORCHSERVE_URL") or DEFAULT_URL,
         management_url=env.get("TORCHSERVE_MANAGEMENT_URL") or DEFAULT_MANAGEMENT_URL,
@@ -346,5 +304,14 @@ def _from_env(env: Mapping[str, str]) -> ClientConfig:
         outage=outage,
         auth=auth,
         tls=tls,
+        protocol=env.get("TSBATCH_PROTOCOL") or DEFAULT_PROTOCOL,
+        tensors=_build(
+            Tensors,
+            {"input": "TSBATCH_INPUT_TENSOR", "outputs": "TSBATCH_OUTPUT_TENSORS"},
+            input=env.get("TSBATCH_INPUT_TENSOR") or "text",
+            outputs=tuple(n.strip() for n in env["TSBATCH_OUTPUT_TENSORS"].split(",") if n.strip())
+            if env.get("TSBATCH_OUTPUT_TENSORS")
+            else None,
+        ),
     )
     return config

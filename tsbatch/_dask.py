@@ -14,7 +14,8 @@ import dask.dataframe as dd
 import pandas as pd
 
 from tsbatch._classify import check_column
-from tsbatch._config import ClientConfig, with_connection
+from tsbatch._config import ClientConfig
+from tsbatch._connection import with_connection
 from tsbatch._errors import ClassificationError
 from tsbatch._frame import check_no_collision, failures, result_frame
 from tsbatch._options import AccessorKwargs, ClassifyOptions, read_kwargs

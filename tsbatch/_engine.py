@@ -26,7 +26,7 @@ from tsbatch._client import TorchServeClient
 from tsbatch._config import DEFAULT_MAX_TEXT_LENGTH, EngineConfig
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions, Mode
-from tsbatch._outcomes import EngineResult, Progress, RowOutcome, Stopped
+from tsbatch._outcomes import EngineResult, Progress, RowOutcome, Stopped, Task
 from tsbatch._preflight import Checked, preflight
 from tsbatch._prepare import plan
 from tsbatch._run import Run
@@ -41,10 +41,12 @@ FALLBACK_CONCURRENCY = 32
 
 
 def choose_mode(requested: Mode, info: ModelInfo | None) -> Literal["rows", "list"]:
-    """``auto`` picks ``list`` when the handler says it takes lists, else ``rows``."""
+    """``auto`` picks ``list`` when the handler says it takes lists (a v1 or v2 server always
+    does), else ``rows``."""
     if requested != "auto":
         return requested
-    if info is not None and info.description and "max_list_length" in info.description:
+    description = (info.description if info is not None else None) or {}
+    if "max_list_length" in description or description.get("lists"):
         return "list"
     return "rows"
 
@@ -95,12 +97,14 @@ async def classify_values(
     limit: ConcurrencyLimit | None = None,
     engine: EngineConfig | None = None,
     checked: Checked | None = None,
+    task: Task = "classify",
 ) -> EngineResult:
     """Classify ``values`` (any objects; see the module docstring for what happens to each).
 
     Before any row is sent, :func:`~tsbatch._preflight.preflight` checks the
     server, the token and the model, and raises what no wait can fix; a run
     that is a part of a larger one passes the check made for that as ``checked``.
+    ``task="predict"`` keeps each row's raw output instead of a prediction.
 
     Setting ``stop`` makes the workers finish their current request and take
     no more; the run then raises :class:`Stopped` instead of returning.  A
@@ -124,8 +128,8 @@ async def classify_values(
     # A job's progress counts the whole job: its total is set before the first part.
     progress.total = max(progress.total, progress.done + len(values))
     progress.limit = started_with
-    classes = set(info.classes) if info is not None and info.classes else None
-    run = Run(client, work, options, engine.row_attempts, progress, limit, classes, stop)
+    classes = info.classes if info is not None else None
+    run = Run(client, work, options, engine.row_attempts, progress, limit, classes, stop, task)
     for index in work.too_large:
         run.results[index] = RowOutcome(
             "error",
@@ -160,6 +164,7 @@ async def classify_values(
         concurrency=started_with,
         adaptive=limit.adaptive,
         outage=str(run.outage) if run.outage is not None else None,
+        task=task,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import pandas as pd
 
 from tsbatch._engine import EngineResult
 from tsbatch._errors import InputValidationError
+from tsbatch._outcomes import Task
 
 #: Per-row metadata columns and their dtypes.
 META_DTYPES: dict[str, str] = {
@@ -86,17 +88,44 @@ class BatchMetrics:
     concurrency_limit: int
 
 
-def prediction_dtypes(prefix: str, include_scores: bool) -> dict[str, str]:
-    """The prediction columns and their dtypes."""
+def prediction_dtypes(prefix: str, include_scores: bool, task: Task = "classify") -> dict[str, str]:
+    """The prediction columns and their dtypes (a raw output's dtype follows the values)."""
+    if task == "predict":
+        return {f"{prefix}output": "object"}
     dtypes = {f"{prefix}label": "string", f"{prefix}score": "Float64"}
     if include_scores:
         dtypes[f"{prefix}scores"] = "object"
     return dtypes
 
 
-def check_no_collision(columns: Sequence[Any], prefix: str, include_scores: bool) -> None:
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def output_column(values: list[Any], index: pd.Index) -> pd.Series:
+    """Raw outputs as one column of a type Arrow keeps: numbers as ``Float64`` (``Int64``
+    when all are integers), texts as ``string``, lists of numbers as lists of floats, and
+    anything else (objects, mixed values) as JSON text."""
+    present = [v for v in values if v is not None]
+    if present and all(type(v) is int for v in present):
+        return pd.Series(values, index=index, dtype="Int64")
+    if all(_is_number(v) for v in present):
+        return pd.Series(values, index=index, dtype="Float64")
+    if all(type(v) is str for v in present):
+        return pd.Series(values, index=index, dtype="string")
+    if all(type(v) is list and all(_is_number(x) for x in v) for v in present):
+        floats = [[float(x) for x in v] if v is not None else None for v in values]
+        return pd.Series(floats, index=index, dtype="object")
+    texts = [json.dumps(v) if v is not None else None for v in values]
+    return pd.Series(texts, index=index, dtype="string")
+
+
+def check_no_collision(
+    columns: Sequence[Any], prefix: str, include_scores: bool, task: Task = "classify"
+) -> None:
     """Refuse to overwrite input columns with output columns."""
-    taken = [c for c in [*prediction_dtypes(prefix, include_scores), *META_DTYPES] if c in set(columns)]
+    names = [*prediction_dtypes(prefix, include_scores, task), *META_DTYPES]
+    taken = [c for c in names if c in set(columns)]
     if taken:
         raise InputValidationError(
             f"the input already has column(s) {taken}: pass another prefix= for the predictions "
@@ -109,12 +138,15 @@ def result_frame(
 ) -> pd.DataFrame:
     """``frame`` (same index and columns) plus predictions and per-row metadata."""
     rows = result.rows
-    columns: dict[str, Any] = {
-        f"{prefix}label": [r.prediction.label if r.prediction else None for r in rows],
-        f"{prefix}score": [r.prediction.score if r.prediction else None for r in rows],
-    }
-    if include_scores:
-        columns[f"{prefix}scores"] = [r.prediction.scores if r.prediction else None for r in rows]
+    if result.task == "predict":
+        columns: dict[str, Any] = {f"{prefix}output": [r.output for r in rows]}
+    else:
+        columns = {
+            f"{prefix}label": [r.prediction.label if r.prediction else None for r in rows],
+            f"{prefix}score": [r.prediction.score if r.prediction else None for r in rows],
+        }
+        if include_scores:
+            columns[f"{prefix}scores"] = [r.prediction.scores if r.prediction else None for r in rows]
     columns.update(
         {
             "ts_status": [r.status for r in rows],
@@ -126,9 +158,14 @@ def result_frame(
             "ts_truncated": [r.truncated for r in rows],
         }
     )
-    dtypes = {**prediction_dtypes(prefix, include_scores), **META_DTYPES}
+    dtypes = {**prediction_dtypes(prefix, include_scores, result.task), **META_DTYPES}
     added = pd.DataFrame(
-        {name: pd.Series(values, index=frame.index, dtype=dtypes[name]) for name, values in columns.items()},
+        {
+            name: output_column(values, frame.index)
+            if name == f"{prefix}output"
+            else pd.Series(values, index=frame.index, dtype=dtypes[name])
+            for name, values in columns.items()
+        },
         index=frame.index,
     )
     out = pd.concat([frame, added], axis=1)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, get_args
 
 from tsbatch._config import EngineConfig
 from tsbatch._errors import ConfigError
+from tsbatch._mapping import ReplyMapping, ReplyShape
 
 Mode = Literal["auto", "rows", "list"]
 Errors = Literal["coerce", "raise"]
@@ -46,6 +47,9 @@ class ClassifyOptions:
       ``max_text_length`` (default: the model's own limit).
     - ``progress``: show a progress bar (default: in notebooks and terminals, or
       ``TSBATCH_PROGRESS``).
+    - ``reply``: the shape of the model's output (``"auto"``: recognised per row;
+      see :mod:`tsbatch._mapping`); ``labels``: the class names of a probability
+      vector, in order (default: the model's own, when its metadata names them).
     """
 
     model: str | None = None
@@ -61,6 +65,8 @@ class ClassifyOptions:
     max_concurrency: int | None = None
     max_text_length: int | None = None
     progress: bool | None = None
+    reply: ReplyShape = "auto"
+    labels: Sequence[str] | None = None  # kept as a tuple
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -74,6 +80,8 @@ class ClassifyOptions:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if not isinstance(self.prefix, str) or not self.prefix:
             raise ConfigError(f"prefix must be a non-empty string; got {self.prefix!r}")
+        mapping = ReplyMapping(self.reply, self.labels)  # checks both, naming the option
+        object.__setattr__(self, "labels", mapping.labels)
         # The engine's settings check the numbers, naming the option.
         self.engine_config(EngineConfig())
 
@@ -112,6 +120,8 @@ class ClassifyKwargs(TypedDict, total=False):
     max_concurrency: int | None
     max_text_length: int | None
     progress: bool | None
+    reply: ReplyShape
+    labels: Sequence[str] | None
 
 
 class ConnectKwargs(TypedDict, total=False):

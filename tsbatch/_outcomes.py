@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from tsbatch._types import Prediction
+
+#: What a run asks of the model: a class per text, or its raw output.
+Task = Literal["classify", "predict"]
 
 
 class Stopped(Exception):
@@ -26,6 +29,7 @@ class RowOutcome:
     latency_ms: float | None = None
     truncated: bool = False
     error_kind: str | None = None  # one of tsbatch._resilience.ERROR_KINDS
+    output: Any = None  # the raw output, for the "predict" task
 
 
 @dataclass(slots=True)
@@ -52,7 +56,7 @@ class EngineResult:
     ``concurrency`` is the limit of requests in flight the run started with
     (``adaptive``: it then moved with the server's load); ``outage`` says why
     the run ended early when the server stayed unavailable for the whole
-    outage budget.
+    outage budget; ``task`` what the rows hold (predictions or raw outputs).
     """
 
     rows: list[RowOutcome]
@@ -63,6 +67,7 @@ class EngineResult:
     concurrency: int
     adaptive: bool = False
     outage: str | None = None
+    task: Task = "classify"
 
 
 @dataclass

@@ -10,6 +10,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from tsbatch._errors import ConfigError
@@ -153,6 +154,28 @@ def _path(name: str, value: object) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise ConfigError(f"{name} must be a path, got {type(value).__name__}")
     return Path(value).expanduser()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tensors:
+    """Tensor names for the Open Inference Protocol, where a model's metadata does not give them.
+
+    ``input``: the ``BYTES`` input the texts go to (the metadata's first
+    ``BYTES`` input wins); ``outputs``: the outputs to ask for and read
+    (default: all the model returns).
+    """
+
+    input: str = "text"
+    outputs: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input, str) or not self.input:
+            raise ConfigError(f"Tensors.input must be a non-empty name; got {self.input!r}")
+        if self.outputs is not None:
+            outputs: Any = self.outputs
+            if isinstance(outputs, str) or not all(isinstance(o, str) and o for o in outputs):
+                raise ConfigError(f"Tensors.outputs must be a list of names; got {self.outputs!r}")
+            object.__setattr__(self, "outputs", tuple(self.outputs))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

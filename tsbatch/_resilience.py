@@ -10,7 +10,7 @@ cannot connect, connection reset                       yes        yes           
 timeout                                                yes        yes              yes
 429 Too Many Requests                                  yes        no               yes
 503 ``ServiceUnavailableException`` (queue full)       yes        no               yes
-502, 504                                               yes        yes              no
+502, 504, 503 without an error type (v1, v2)           yes        yes              no
 500 "Worker died."                                     yes        yes              no
 other 5xx (507 out of resources, 500)                  no         yes              no
 503 ``InternalServerException`` (handler failed)       no         no               no
@@ -18,6 +18,14 @@ other 5xx (507 out of resources, 500)                  no         yes           
 200 with an impossible prediction (NaN score, ...)     no         no               no
 4xx (bad input, unknown model, bad token)              no         no               no
 =====================================================  =========  ===============  ========
+
+The v1 and v2 protocols (KServe, Triton, MLServer) answer errors as
+``{"error": "..."}`` without TorchServe's error types, so their statuses fall
+into the same rows by number: a 503 (KServe: the model is not ready) is
+retried and counts against the breaker, as a 502 does; a 500 (the model
+raised) is not retried but counts; 400, 404 and 422 are about the request.
+KServe drops the connection after a 500 without saying so, and the next
+request on it is reset: that reset is retried like any other.
 
 A full queue means "slow down", not "the server is down": it is retried and
 shrinks the adaptive concurrency limit (:mod:`tsbatch._limit`), but never
@@ -130,3 +138,19 @@ def assess(error: BaseException | None) -> Assessment:
         if status >= 500 or status == 200:
             return Assessment(None, True)
     return _SUCCESS
+
+
+def bisectable(error: BaseException) -> bool:
+    """A whole-list failure that one input can cause: split the list to find it."""
+    if not isinstance(error, TorchServeInferenceError) or isinstance(error, TorchServeAuthError):
+        return False
+    if error.status in (400, 413):
+        return True
+    if error.status == 503:
+        return error.error_type == "InternalServerException"
+    return error.status == 200 and error.error_type == "InvalidPrediction"
+
+
+def fatal(error: BaseException) -> bool:
+    """A failure no row can get past: the model does not exist, or the token is refused."""
+    return error_kind(error) in ("not_found", "auth", "tls")

@@ -17,37 +17,25 @@ import logging
 import time
 from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from tsbatch._client import TorchServeClient
 from tsbatch._errors import (
     CircuitOpenError,
     OutageError,
-    TorchServeAuthError,
     TorchServeError,
     TorchServeInferenceError,
 )
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions
-from tsbatch._outcomes import BatchRecord, Progress, RowOutcome
+from tsbatch._outcomes import BatchRecord, Progress, RowOutcome, Task
 from tsbatch._prepare import Plan
 from tsbatch._protocols._base import snippet
-from tsbatch._resilience import assess, error_kind
+from tsbatch._resilience import assess, bisectable, error_kind, fatal
 from tsbatch._retry import backoff_delay
-from tsbatch._types import CallInfo, Prediction
+from tsbatch._types import CallInfo
 
 logger = logging.getLogger("tsbatch")
-
-
-def _bisectable(error: TorchServeError) -> bool:
-    """A whole-list failure that one input can cause: split the list to find it."""
-    if not isinstance(error, TorchServeInferenceError) or isinstance(error, TorchServeAuthError):
-        return False
-    if error.status in (400, 413):
-        return True
-    if error.status == 503:
-        return error.error_type == "InternalServerException"
-    return error.status == 200 and error.error_type == "InvalidPrediction"
 
 
 def _as_error(exc: Exception) -> TorchServeError:
@@ -88,10 +76,12 @@ class Run:
         row_attempts: int,
         progress: Progress,
         limit: ConcurrencyLimit,
-        classes: set[str] | None,
+        classes: list[str] | None,
         stop: asyncio.Event | None,
+        task: Task = "classify",
     ) -> None:
         self.client = client
+        self.task = task
         self.prepared = prepared = plan.prepared
         self.batches = batches = plan.batches
         sizes = plan.sizes
@@ -99,7 +89,9 @@ class Run:
         self.row_attempts = row_attempts
         self.progress = progress
         self.limit = limit
-        self.classes = classes
+        self.classes = set(classes) if classes else None
+        # A probability vector's class names: the options', else the model's own, in order.
+        self.labels = options.labels or classes
         self.availability = client.availability
         self.retry_policy = client.config.retry
         self.outage: OutageError | None = None
@@ -212,13 +204,13 @@ class Run:
                 self.limit.release(sent_at, overload=assess(error).overload)
                 sent_at = None
                 tried.count(error.attempts, record)
-                if len(indexes) > 1 and _bisectable(error):
+                if len(indexes) > 1 and bisectable(error):
                     middle = len(indexes) // 2
                     self.progress.retries += tried.retries
                     await self._send(batch_id, indexes[:middle], None, single=single, carried=tried.attempts)
                     await self._send(batch_id, indexes[middle:], None, single=single, carried=tried.attempts)
                     return
-                if _fatal(error):
+                if fatal(error):
                     self.fatal = self.fatal or error
                     return
                 try:
@@ -244,15 +236,29 @@ class Run:
             self.settle(batch_id, indexes, outcomes, tried.retries)
             return
 
-    async def _call(self, texts: list[str], single: bool) -> tuple[list[Prediction], CallInfo]:
-        options = self.options
+    async def _call(self, texts: list[str], single: bool) -> tuple[list[Any], CallInfo]:
+        options, labels = self.options, self.labels
+        if self.task == "predict":
+            client = self.client
+            raw = await (
+                client.infer(texts[0], model=options.model, version=options.version)
+                if single
+                else client.infer_batch(texts, model=options.model, version=options.version)
+            )
+            return raw.outputs, raw.call
         if single:
-            one = await self.client.predict(texts[0], model=options.model, version=options.version)
+            one = await self.client.predict(
+                texts[0], model=options.model, version=options.version, reply=options.reply, labels=labels
+            )
             return [one.prediction], one.call
-        many = await self.client.predict_batch(texts, model=options.model, version=options.version)
+        many = await self.client.predict_batch(
+            texts, model=options.model, version=options.version, reply=options.reply, labels=labels
+        )
         return many.predictions, many.call
 
-    def _outcome(self, prediction: Prediction, batch_id: int, attempts: int, latency_ms: float) -> RowOutcome:
+    def _outcome(self, prediction: Any, batch_id: int, attempts: int, latency_ms: float) -> RowOutcome:
+        if self.task == "predict":
+            return RowOutcome("ok", None, None, batch_id, attempts, latency_ms, output=prediction)
         if self.classes is not None and prediction.label not in self.classes:
             return RowOutcome(
                 "error",
@@ -335,8 +341,3 @@ class Run:
                     batch_id, waiting, [dataclasses.replace(outcome, batch_id=batch_id)] * len(waiting), 0
                 )
         return sum(len(self.prepared.positions[i]) for i in unsent)
-
-
-def _fatal(error: TorchServeError) -> bool:
-    """A failure no row can get past: the model does not exist, or the token is refused."""
-    return error_kind(error) in ("not_found", "auth", "tls")

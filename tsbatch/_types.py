@@ -8,10 +8,11 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """One text's answer: the best label, its score and, when given, all scores."""
+    """One text's answer: the best label, its score (``None`` when the server gives none)
+    and, when given, all scores."""
 
     label: str
-    score: float
+    score: float | None
     scores: dict[str, float] | None = None
 
 
@@ -40,6 +41,14 @@ class BatchResult:
     """The answer to :meth:`TorchServeClient.predict_batch`, in input order."""
 
     predictions: list[Prediction]
+    call: CallInfo
+
+
+@dataclass(frozen=True, slots=True)
+class InferResult:
+    """The answer to :meth:`TorchServeClient.infer_batch`: each text's raw output, in input order."""
+
+    outputs: list[Any]
     call: CallInfo
 
 

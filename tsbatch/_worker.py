@@ -34,6 +34,7 @@ from tsbatch._engine import (
 )
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions
+from tsbatch._outcomes import Task
 from tsbatch._policies import Auth
 from tsbatch._preflight import Checked, preflight
 from tsbatch._types import ModelInfo
@@ -66,6 +67,7 @@ class WorkerSettings:
     options: ClassifyOptions
     engine: EngineConfig = field(default_factory=EngineConfig)
     workers: int = 1
+    task: Task = "classify"
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
 
@@ -133,7 +135,13 @@ class WorkerRuntime:
         client, limit, checked = await self._ready()
         settings = self.settings
         return await classify_values(
-            client, values, settings.options, limit=limit, engine=settings.engine, checked=checked
+            client,
+            values,
+            settings.options,
+            limit=limit,
+            engine=settings.engine,
+            checked=checked,
+            task=settings.task,
         )
 
     async def _ready(self) -> tuple[TorchServeClient, ConcurrencyLimit, Checked]:

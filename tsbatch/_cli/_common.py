@@ -11,13 +11,16 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import get_args
 
 from tsbatch._config import ClientConfig
 from tsbatch._errors import JobOutage, JobOutputError, JobStopped
 from tsbatch._job import DEFAULT_STOP_TIMEOUT, Job, JobSummary
+from tsbatch._mapping import ReplyShape
 from tsbatch._options import ClassifyOptions
 from tsbatch._policies import TLSConfig
 from tsbatch._progress import progress_bar, progress_enabled
+from tsbatch._protocols import PROTOCOLS
 
 #: Exit codes (sysexits.h names where one fits).
 EXIT_OK = 0
@@ -40,6 +43,12 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     """Where the server is and how to trust it; unset options come from ``TORCHSERVE_*`` variables."""
     group = parser.add_argument_group("server (defaults from TORCHSERVE_* environment variables)")
     group.add_argument("--url", help="inference API URL (default: TORCHSERVE_URL or http://127.0.0.1:8080)")
+    group.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        help="the server's protocol: torchserve, v2 (the Open Inference Protocol: KServe, Triton, "
+        "MLServer) or v1 (KServe v1) (default: TSBATCH_PROTOCOL or torchserve)",
+    )
     group.add_argument(
         "--management-url",
         help="management API URL (default: TORCHSERVE_MANAGEMENT_URL or http://127.0.0.1:8081)",
@@ -79,6 +88,7 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
         model=getattr(args, "model", None) or config.model,
         auth=auth,
         tls=tls,
+        protocol=args.protocol or config.protocol,
     )
 
 
@@ -87,11 +97,23 @@ def add_json_option(parser: argparse._ActionsContainer, instead: str = "text") -
     parser.add_argument("--json", action="store_true", help=f"print JSON (default: {instead})")
 
 
-def add_job_options(parser: argparse.ArgumentParser, *, dask: bool) -> None:
-    """How a job sends its rows, stops, and reports (``dask``: the command takes ``--engine dask``)."""
+def add_job_options(parser: argparse.ArgumentParser, *, dask: bool, labels: bool = True) -> None:
+    """How a job sends its rows, stops, and reports (``dask``: the command takes ``--engine dask``;
+    ``labels``: it reads predictions, so ``--reply`` and ``--labels`` apply)."""
     sending = parser.add_argument_group("sending")
     sending.add_argument("--mode", choices=["auto", "rows", "list"], default="auto", help="request mode")
     sending.add_argument("--batch-size", type=int, help="rows per batch (default: MAX_BATCH_SIZE or 64)")
+    if labels:
+        sending.add_argument(
+            "--reply",
+            choices=list(get_args(ReplyShape)),
+            default="auto",
+            help="the shape of the model's output per text",
+        )
+        sending.add_argument(
+            "--labels",
+            help="comma-separated class names of a probability vector, in order (default: the model's own)",
+        )
     sending.add_argument(
         "--concurrency",
         type=int,
@@ -151,6 +173,8 @@ def classify_options(args: argparse.Namespace) -> ClassifyOptions:
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         max_concurrency=args.max_concurrency,
+        reply=getattr(args, "reply", "auto"),
+        labels=[label.strip() for label in args.labels.split(",")] if getattr(args, "labels", None) else None,
     )
 
 

@@ -37,6 +37,7 @@ def _classify(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         job_name=args.job_name,
         engine=args.engine,
+        task=args.task,
     )
     job = _job(settings, args)
     job.prepare()  # bad input is refused before anything else happens
@@ -69,14 +70,34 @@ def _retry_failed(args: argparse.Namespace) -> int:
     return run_job(job, lambda: retry_failed(job), args)
 
 
+_JOBS = {
+    "classify": (
+        "classify a text column of a Parquet file, folder or glob into a Parquet dataset",
+        "Stream INPUT in parts, classify, write OUTPUT; rerun the same command to resume.",
+    ),
+    "predict": (
+        "write each text's raw model output (a number, a vector, an object) into a Parquet dataset",
+        "For models that are not classifiers: stream INPUT in parts, write each row's output in "
+        "pred_output; rerun the same command to resume.",
+    ),
+}
+
+
 def add_job_commands(commands: Any) -> None:
-    """``classify`` and ``retry-failed``."""
-    classify = commands.add_parser(
-        "classify",
-        formatter_class=HelpFormatter,
-        help="classify a text column of a Parquet file, folder or glob into a Parquet dataset",
-        description="Stream INPUT in parts, classify, write OUTPUT; rerun the same command to resume.",
+    """``classify``, ``predict`` and ``retry-failed``."""
+    for task, (summary, description) in _JOBS.items():
+        _add_job_command(commands, task, summary, description)
+    retry = commands.add_parser(
+        "retry-failed", formatter_class=HelpFormatter, help="send the failed rows of a finished OUTPUT again"
     )
+    retry.add_argument("output", metavar="OUTPUT", type=Path, help="the output folder of a job")
+    add_job_options(retry, dask=False)
+    add_client_options(retry)
+    retry.set_defaults(func=_retry_failed)
+
+
+def _add_job_command(commands: Any, task: str, summary: str, description: str) -> None:
+    classify = commands.add_parser(task, formatter_class=HelpFormatter, help=summary, description=description)
     classify.add_argument("input", metavar="INPUT", help="a Parquet file, a folder of them, or a glob")
     classify.add_argument("output", metavar="OUTPUT", type=Path, help="the output folder")
     classify.add_argument("--column", default="text", help="the text column")
@@ -114,14 +135,6 @@ def add_job_commands(commands: Any) -> None:
         help=f"worker processes of a local Dask cluster (default: {DEFAULT_DASK_WORKERS}); "
         "--concurrency stays the total for all of them",
     )
-    add_job_options(classify, dask=True)
+    add_job_options(classify, dask=True, labels=task == "classify")
     add_client_options(classify)
-    classify.set_defaults(func=_classify)
-
-    retry = commands.add_parser(
-        "retry-failed", formatter_class=HelpFormatter, help="send the failed rows of a finished OUTPUT again"
-    )
-    retry.add_argument("output", metavar="OUTPUT", type=Path, help="the output folder of a classify job")
-    add_job_options(retry, dask=False)
-    add_client_options(retry)
-    retry.set_defaults(func=_retry_failed)
+    classify.set_defaults(func=_classify, task=task)

@@ -114,6 +114,7 @@ class DaskEngine:
                 workers=workers,
                 metrics_port=self.cluster.metrics_port,
                 metrics_address=self.cluster.metrics_address,
+                task=job.settings.task,
             )
             async for result in self._results(dask, todo, job, worker, manifest):
                 if result.outage is None:

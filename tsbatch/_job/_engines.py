@@ -56,6 +56,7 @@ class PandasEngine:
                     job.stop,
                     engine=job.engine_config,
                     checked=job.checked,
+                    task=settings.task,
                 )
             except OutageError as exc:  # the server stayed down since the last part
                 raise JobOutage(job.outage_message(manifest, str(exc))) from None

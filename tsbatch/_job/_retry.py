@@ -57,6 +57,7 @@ async def retry_failed(job: Job) -> JobSummary:
                     job.stop,
                     engine=job.engine_config,
                     checked=checked,
+                    task=settings.task,
                 )
             except OutageError as exc:
                 raise JobOutage(job.outage_message(manifest, str(exc))) from None

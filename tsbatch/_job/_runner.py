@@ -87,15 +87,19 @@ _FLAGS = {
 def _refusal(settings: JobSettings, existing: Manifest) -> str:
     """Why OUTPUT cannot be resumed: each setting that changed, with both values, and what to do."""
     now = settings.identity()
-    changed = [name for name in now if name in existing.settings and existing.settings[name] != now[name]]
+    then = {"task": "classify", **existing.settings}  # outputs of classify jobs name no task
+    changed = [name for name in now if name in then and then[name] != now[name]]
+    if "task" not in now and then["task"] != "classify":
+        changed.insert(0, "task")
+        now = {"task": "classify", **now}
     where = f"OUTPUT {settings.output}"
     if not changed:
         return (
             f"{where} was written from INPUT {existing.input} as it was then; its files, sizes or "
             "modification times have changed since. Pass --overwrite to start over"
         )
-    was = "; ".join(f"{name} was {existing.settings[name]!r}, now {now[name]!r}" for name in changed)
-    flags = ", ".join(_flag(name, existing.settings[name]) for name in changed)
+    was = "; ".join(f"{name} was {then[name]!r}, now {now[name]!r}" for name in changed)
+    flags = ", ".join(_flag(name, then[name]) for name in changed)
     return (
         f"{where} was written with other settings: {was}. To resume it, run with the settings "
         f"it was written with ({flags}); or pass --overwrite to start over"
@@ -103,6 +107,8 @@ def _refusal(settings: JobSettings, existing: Manifest) -> str:
 
 
 def _flag(name: str, value: Any) -> str:
+    if name == "task":
+        return f"tsbatch {value}"
     if name == "keep_columns":
         value = ",".join(value)
     if value is None or value == "":
@@ -309,5 +315,6 @@ def settings_from_output(output: Path, **overrides: Any) -> JobSettings:
         classify=classify.replace(model=saved["model"], version=saved["version"]),
         rows_per_part=saved["rows_per_part"],
         engine=saved.get("engine", "pandas"),  # outputs from before the Dask engine
+        task=saved.get("task", "classify"),
         **overrides,
     )

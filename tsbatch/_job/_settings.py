@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tsbatch._options import ClassifyOptions
+from tsbatch._outcomes import Task
 
 DEFAULT_ROWS_PER_PART = 10_000
 DEFAULT_STOP_TIMEOUT = 30.0
@@ -20,7 +21,8 @@ Engine = Literal["pandas", "dask"]
 @dataclass(frozen=True, kw_only=True)
 class JobSettings:
     """What a job reads (``input``, ``column``, ``id_column``, ``keep_columns``), how it
-    classifies (``classify``), and where and how it writes (``output``, ``rows_per_part``)."""
+    classifies (``classify``; ``task="predict"`` keeps raw outputs instead), and where and how
+    it writes (``output``, ``rows_per_part``)."""
 
     input: str
     output: Path
@@ -32,10 +34,14 @@ class JobSettings:
     overwrite: bool = False
     job_name: str = "tsbatch"
     engine: Engine = "pandas"
+    task: Task = "classify"
 
     def identity(self) -> dict[str, Any]:
         """The settings that shape the output; a resume must use the same ones."""
+        # A classify job's identity is what it was before there were other tasks: it still resumes.
+        task = {"task": self.task} if self.task != "classify" else {}
         return {
+            **task,
             "column": self.column,
             "id_column": self.id_column,
             "keep_columns": list(self.keep_columns),

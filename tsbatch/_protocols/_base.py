@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol
 
 from tsbatch._errors import TorchServeInferenceError
 from tsbatch._transport import Reply
-from tsbatch._types import ModelInfo, Prediction
+from tsbatch._types import ModelInfo
 
 Api = Literal["inference", "management"]
 
@@ -50,12 +50,12 @@ class InferenceProtocol(Protocol):
         """The request that classifies a list of texts."""
         ...
 
-    def read_prediction(self, reply: Reply, model: str, version: str | None) -> Prediction:
-        """One text's prediction from a 200 reply; raises :class:`TorchServeInferenceError`."""
+    def read_output(self, reply: Reply, model: str, version: str | None) -> Any:
+        """One text's raw output from a 200 reply (see :mod:`tsbatch._mapping` for what follows)."""
         ...
 
-    def read_predictions(self, reply: Reply, count: int, model: str, version: str | None) -> list[Prediction]:
-        """``count`` predictions, in order, from a 200 reply; raises :class:`TorchServeInferenceError`."""
+    def read_outputs(self, reply: Reply, count: int, model: str, version: str | None) -> list[Any]:
+        """``count`` raw outputs, in order, from a 200 reply; raises :class:`TorchServeInferenceError`."""
         ...
 
     def read_error(self, reply: Reply, model: str | None, version: str | None) -> TorchServeInferenceError:
@@ -117,6 +117,19 @@ def read_json(reply: Reply, model: str | None, version: str | None) -> Any:
         ) from None
 
 
+def length_mismatch(
+    reply: Reply, count: int, got: str, model: str, version: str | None
+) -> TorchServeInferenceError:
+    """A reply that answers ``count`` texts with another number of outputs."""
+    return TorchServeInferenceError(
+        f"model {model!r} answered {count} texts with {got}: {snippet(reply.body)}",
+        status=reply.status,
+        error_type="LengthMismatch",
+        model=model,
+        version=version,
+    )
+
+
 def is_probability(value: Any) -> bool:
     """A number in 0..1 (not a bool, not NaN)."""
     kind = type(value)
@@ -150,3 +163,27 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_reply(reply: Reply, model: str | None, version: str | None) -> TorchServeInferenceError:
+    """The error of a KServe-style reply: ``{"error": "..."}`` (or FastAPI's ``{"detail": ...}``,
+    or plain text), and the HTTP status."""
+    message = reply.reason
+    try:
+        body = json.loads(reply.body) if reply.body else None
+    except ValueError:
+        body = reply.body.decode("utf-8", errors="replace").strip().splitlines()[-1:] or None
+        body = body[0][:200] if body else None
+    if isinstance(body, dict) and (body.get("error") or body.get("detail")):
+        message = str(body.get("error") or body.get("detail"))
+    elif isinstance(body, str):
+        message = body
+    where = f"model {model!r}" + (f" version {version!r}" if version else "") if model else "the server"
+    return TorchServeInferenceError(
+        f"{where} answered {reply.status}: {message}",
+        status=reply.status,
+        model=model,
+        version=version,
+        retry_after=parse_retry_after(reply.headers.get("Retry-After")),
+        detail=message,
+    )

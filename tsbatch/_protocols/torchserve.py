@@ -1,32 +1,30 @@
 """TorchServe's REST APIs: ``/predictions``, ``/ping`` and the management API's ``/models``.
 
-One text goes as a ``text/plain`` body, a list as ``{"instances": [...]}``.
-A prediction is ``{"label", "score", "scores"}`` or a ``{class: probability}``
-mapping.  An error reply is ``{"code", "type", "message"}``; a 200 reply has no
-Content-Type.  The management API describes a model as a list of entries with
-its batching, workers, queue and (``?customized=true``) the handler's own
-description.
+One text goes as a ``text/plain`` body, a list as ``{"instances": [...]}``;
+a list's reply is a JSON list with one output per text, whatever the handler
+returns for one (:mod:`tsbatch._mapping` reads it).  An error reply is
+``{"code", "type", "message"}``; a 200 reply has no Content-Type.  The
+management API describes a model as a list of entries with its batching,
+workers, queue and (``?customized=true``) the handler's own description.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 from tsbatch._errors import TorchServeAuthError, TorchServeInferenceError
 from tsbatch._protocols._base import (
     TOKEN_HINT,
     Call,
-    invalid,
-    is_probability,
+    length_mismatch,
     malformed,
     parse_retry_after,
     read_json,
-    snippet,
 )
 from tsbatch._transport import Reply
-from tsbatch._types import ModelInfo, Prediction
+from tsbatch._types import ModelInfo
 
 #: Models asked for per page of ``GET /models``.
 PAGE_SIZE = 100
@@ -38,37 +36,6 @@ def _error_type(reply: Reply) -> str | None:
     except ValueError:
         return None
     return str(body["type"]) if isinstance(body, dict) and "type" in body else None
-
-
-def _prediction(item: Any, model: str | None, version: str | None) -> Prediction:
-    """Read ``{"label", "score", "scores"}`` or a ``{class: probability}`` mapping.
-
-    A reply of the right shape with an impossible value (a score that is NaN,
-    infinite or outside 0..1, a label that is not text) is an ``InvalidPrediction``;
-    a reply of another shape is a ``MalformedResponse``.
-    """
-    if type(item) is dict and "label" in item:
-        label, score, scores = item["label"], item.get("score"), item.get("scores")
-        if type(score) not in (float, int):
-            raise invalid("prediction has no numeric score", item, model, version)
-        if not is_probability(score):
-            raise invalid("prediction score is not a probability", item, model, version)
-        if type(label) not in (str, int) or label == "":
-            raise invalid("prediction label is not a class name", item, model, version)
-        if scores is None:
-            return Prediction(str(label), float(cast(float, score)))
-        if type(scores) is not dict or not all(is_probability(v) for v in scores.values()):
-            raise invalid("prediction scores are not probabilities", item, model, version)
-        return Prediction(
-            str(label), float(cast(float, score)), {str(k): float(v) for k, v in scores.items()}
-        )
-    if isinstance(item, dict) and item and all(type(v) in (float, int) for v in item.values()):
-        if not all(is_probability(v) for v in item.values()):
-            raise invalid("class scores are not probabilities", item, model, version)
-        scores = {str(k): float(v) for k, v in item.items()}
-        best = max(scores, key=scores.__getitem__)
-        return Prediction(best, scores[best], scores)
-    raise malformed("prediction has no label and score", item, model, version)
 
 
 def _description(entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -102,21 +69,15 @@ class TorchServeProtocol:
         body = json.dumps({"instances": texts}).encode("utf-8")
         return Call("inference", "POST", self._predictions(model, version), body, "application/json")
 
-    def read_prediction(self, reply: Reply, model: str, version: str | None) -> Prediction:
-        return _prediction(read_json(reply, model, version), model, version)
+    def read_output(self, reply: Reply, model: str, version: str | None) -> Any:
+        return read_json(reply, model, version)
 
-    def read_predictions(self, reply: Reply, count: int, model: str, version: str | None) -> list[Prediction]:
+    def read_outputs(self, reply: Reply, count: int, model: str, version: str | None) -> list[Any]:
         body = read_json(reply, model, version)
         if not isinstance(body, list) or len(body) != count:
             got = f"{len(body)} predictions" if isinstance(body, list) else type(body).__name__
-            raise TorchServeInferenceError(
-                f"model {model!r} answered {count} texts with {got}: {snippet(reply.body)}",
-                status=reply.status,
-                error_type="LengthMismatch",
-                model=model,
-                version=version,
-            )
-        return [_prediction(item, model, version) for item in body]
+            raise length_mismatch(reply, count, got, model, version)
+        return body
 
     def read_error(self, reply: Reply, model: str | None, version: str | None) -> TorchServeInferenceError:
         """TorchServe's error type and message, or the reason phrase when the body has none."""
