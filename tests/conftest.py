@@ -20,9 +20,9 @@ from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from tests.kserve_helpers import KServe
     from tsbatch._demo.handler import DemoTextHandler
     from tsbatch._demo.train import TrainingResult
+    from tsbatch._serve.kserve import KServeServer
     from tsbatch._serve.local import LocalServer
 
 #: Server-side batching for the session's TorchServe.
@@ -139,12 +139,12 @@ def torchserve(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
-def kserve(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServe]:
+def kserve(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeServer]:
     """KServe's ModelServer serving the demo model over v1 and v2, for the session."""
-    from tests.kserve_helpers import KServe
+    from tests.kserve_helpers import kserve_server
 
     (port,) = free_ports(1)
-    server = KServe(demo_archive, port, tmp_path_factory.mktemp("kserve") / "kserve.log")
+    server = kserve_server(demo_archive, port, tmp_path_factory.mktemp("kserve") / "kserve.log")
     server.start()
     try:
         yield server

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from tests.client_helpers import sample
 from tests.conftest import free_ports
 from tests.job_helpers import server_config
-from tests.kserve_helpers import KServe
+from tests.kserve_helpers import kserve_server
 from tests.proxy import Proxy
 from tests.waiting import wait_for
 from tsbatch import (
@@ -40,6 +40,7 @@ from tsbatch import (
 from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._demo.handler import DemoTextHandler
 from tsbatch._serve import local
+from tsbatch._serve.kserve import KServeServer
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ def torchserve_labels(torchserve: local.LocalServer, test_split: pd.DataFrame) -
     ("protocol", "mode"), [("v2", "list"), ("v2", "rows"), ("v1", "list"), ("v1", "rows")]
 )
 def test_kserve_gives_the_labels_torchserve_gives(
-    kserve: KServe, test_split: pd.DataFrame, torchserve_labels: list[str], protocol: str, mode: str
+    kserve: KServeServer, test_split: pd.DataFrame, torchserve_labels: list[str], protocol: str, mode: str
 ) -> None:
     config = ClientConfig(url=kserve.url, protocol=protocol)
     result = test_split.ts.classify(
@@ -71,7 +72,10 @@ def test_kserve_gives_the_labels_torchserve_gives(
 
 
 def test_a_probability_tensor_takes_the_class_names_given(
-    kserve: KServe, test_split: pd.DataFrame, torchserve_labels: list[str], in_process_model: DemoTextHandler
+    kserve: KServeServer,
+    test_split: pd.DataFrame,
+    torchserve_labels: list[str],
+    in_process_model: DemoTextHandler,
 ) -> None:
     config = ClientConfig(url=kserve.url, protocol="v2", model="demo-probabilities")
     result = test_split.ts.classify(
@@ -82,7 +86,7 @@ def test_a_probability_tensor_takes_the_class_names_given(
 
 
 def test_the_parquet_job_runs_over_v2(
-    kserve: KServe, tmp_path: Path, test_split: pd.DataFrame, torchserve_labels: list[str]
+    kserve: KServeServer, tmp_path: Path, test_split: pd.DataFrame, torchserve_labels: list[str]
 ) -> None:
     source = tmp_path / "test.parquet"
     test_split[["id", "text"]].to_parquet(source, index=False)
@@ -99,7 +103,9 @@ def test_the_parquet_job_runs_over_v2(
     assert table.loc[list(test_split["id"]), "pred_label"].tolist() == torchserve_labels
 
 
-def test_a_wrong_model_name_is_one_error_before_any_row(kserve: KServe, test_split: pd.DataFrame) -> None:
+def test_a_wrong_model_name_is_one_error_before_any_row(
+    kserve: KServeServer, test_split: pd.DataFrame
+) -> None:
     config = ClientConfig(url=kserve.url, protocol="v2", model="dmeo")
     with pytest.raises(TorchServeInferenceError, match="dmeo"):
         test_split.ts.classify("text", config=config, progress=False)
@@ -133,7 +139,7 @@ def infer_path(protocol: str) -> str:
     ids=["503", "429"],
 )
 def test_a_burst_of_503s_or_429s_costs_no_row(
-    kserve: KServe,
+    kserve: KServeServer,
     test_split: pd.DataFrame,
     protocol: str,
     status: int,
@@ -167,7 +173,7 @@ def test_a_burst_of_503s_or_429s_costs_no_row(
 
 @pytest.mark.parametrize("protocol", ["v2", "v1"])
 def test_model_failures_open_the_breaker_the_run_pauses_and_then_finishes(
-    kserve: KServe, test_split: pd.DataFrame, protocol: str
+    kserve: KServeServer, test_split: pd.DataFrame, protocol: str
 ) -> None:
     state = {"failing": 30}
     lock = threading.Lock()
@@ -196,7 +202,7 @@ def test_an_outage_mid_run_costs_no_row(
     demo_archive: Path, tmp_path: Path, test_split: pd.DataFrame, torchserve_labels: list[str], protocol: str
 ) -> None:
     (port,) = free_ports(1)
-    server = KServe(demo_archive, port, tmp_path / "kserve.log").start()
+    server = kserve_server(demo_archive, port, tmp_path / "kserve.log").start()
     down = threading.Event()
 
     def stop_at_the_third_request(path: str) -> tuple[int, object, dict[str, str]] | None:
@@ -247,7 +253,7 @@ def expected_embeddings(model: DemoTextHandler, texts: list[str]) -> list[list[f
 
 
 def test_predict_writes_each_embedding_as_a_list_of_floats(
-    kserve: KServe, test_split: pd.DataFrame, in_process_model: DemoTextHandler
+    kserve: KServeServer, test_split: pd.DataFrame, in_process_model: DemoTextHandler
 ) -> None:
     frame = test_split.head(200)
     config = ClientConfig(url=kserve.url, protocol="v2", model="demo-embedding")
@@ -261,7 +267,7 @@ def test_predict_writes_each_embedding_as_a_list_of_floats(
 
 
 def test_tsbatch_predict_writes_a_list_column_and_resumes_after_a_stop(
-    kserve: KServe, tmp_path: Path, test_split: pd.DataFrame
+    kserve: KServeServer, tmp_path: Path, test_split: pd.DataFrame
 ) -> None:
     import signal
 

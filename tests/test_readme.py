@@ -1,8 +1,8 @@
 """The README's Python examples run as written, against the session's real TorchServe.
 
 Each block runs in its own process, from a folder laid out like a checkout
-after ``tsbatch serve start``: ``data_samples/`` and the server's run folder at
-``.tsbatch/server``.  ``TORCHSERVE_URL`` and ``TORCHSERVE_MANAGEMENT_URL``
+after ``tsbatch serve start``: ``data_samples/``, and the server's key file
+and model archive in ``.tsbatch/server``.  ``TORCHSERVE_URL`` and ``TORCHSERVE_MANAGEMENT_URL``
 point at the session's server, as the lines ``tsbatch serve start`` prints set
 them.  A block with a top-level ``await`` runs as in a notebook.
 """
@@ -43,10 +43,14 @@ def test_the_readme_has_the_examples_this_test_runs() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)), ids=lambda i: f"block{i + 1}")
-def test_a_readme_example_runs_as_written(index: int, torchserve: local.LocalServer, tmp_path: Path) -> None:
+def test_a_readme_example_runs_as_written(
+    index: int, torchserve: local.LocalServer, demo_archive: Path, tmp_path: Path
+) -> None:
     (tmp_path / "data_samples").symlink_to(ROOT / "data_samples")
-    (tmp_path / ".tsbatch").mkdir()
-    (tmp_path / ".tsbatch" / "server").symlink_to(torchserve.run_dir)
+    server = tmp_path / ".tsbatch" / "server"
+    (server / "model-store").mkdir(parents=True)
+    (server / "key_file.json").symlink_to(torchserve.run_dir / "key_file.json")
+    (server / "model-store" / "demo.mar").symlink_to(demo_archive)
     example = tmp_path / "example.py"
     example.write_text(BLOCKS[index])
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORCHSERVE_")}
@@ -54,6 +58,7 @@ def test_a_readme_example_runs_as_written(index: int, torchserve: local.LocalSer
         "TORCHSERVE_URL": torchserve.inference_url,
         "TORCHSERVE_MANAGEMENT_URL": torchserve.management_url,
         "TSBATCH_PROGRESS": "0",
+        "TSBATCH_KSERVE_PYTHON": str(ROOT / ".venv-kserve" / "bin" / "python"),
     }
     done = subprocess.run(
         [sys.executable, "-c", NOTEBOOK_CELL, str(example)],

@@ -6,9 +6,21 @@
     serve.stop(server.run_dir)
 
 The same as ``tsbatch serve start|status|stop`` on the command line.
+``start_kserve`` serves the same model on KServe's ModelServer instead, over
+KServe v1 and the Open Inference Protocol (v2), from a Python that has kserve.
 """
 
+from tsbatch._serve.kserve import KServeServer, start_kserve
 from tsbatch._serve.local import LocalServer, start, status, stop
 from tsbatch._serve.settings import DEFAULT_RUN_DIR, ServeSettings
 
-__all__ = ["DEFAULT_RUN_DIR", "LocalServer", "ServeSettings", "start", "status", "stop"]
+__all__ = [
+    "DEFAULT_RUN_DIR",
+    "KServeServer",
+    "LocalServer",
+    "ServeSettings",
+    "start",
+    "start_kserve",
+    "status",
+    "stop",
+]
