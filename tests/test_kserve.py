@@ -295,3 +295,20 @@ def test_tsbatch_predict_writes_a_list_column_and_resumes_after_a_stop(
     ids = table.column("id").to_pylist()
     assert sorted(ids) == sorted(test_split["id"]) and len(set(ids)) == len(ids)
     assert all(len(v) == 16 for v in table.column("pred_output").to_pylist())
+
+
+@pytest.mark.parametrize("protocol", ["v2", "v1"])
+def test_several_columns_go_to_a_model_with_several_inputs(
+    kserve: KServeServer, test_split: pd.DataFrame, protocol: str
+) -> None:
+    frame = test_split.head(300).assign(
+        title=lambda f: f["text"].str.split(" ", n=1).str[0],
+        body=lambda f: f["text"].str.split(" ", n=1).str[1],
+    )
+    frame = frame[frame["body"].notna() & frame["body"].str.strip().ne("")]
+    joined = frame["title"] + " " + frame["body"]
+    expected = joined.ts.classify(config=ClientConfig(url=kserve.url, protocol=protocol), progress=False)
+    config = ClientConfig(url=kserve.url, protocol=protocol, model="demo-pair")
+    result = frame.ts.classify(inputs={"title": "title", "body": "body"}, config=config, progress=False)
+    assert (result["ts_status"] == "ok").all(), result["ts_error"].dropna().head().tolist()
+    assert list(result["pred_label"]) == list(expected["pred_label"])

@@ -211,3 +211,61 @@ def test_the_v2_request_names_the_input_from_the_metadata_and_sends_json() -> No
     assert json.loads(request.body or b"")["inputs"] == [
         {"name": "sentence", "shape": [1], "datatype": "BYTES", "data": ["a chess engine"]}
     ]
+
+
+# -- several inputs -----------------------------------------------------------------------------
+
+
+def test_several_columns_go_to_the_model_s_named_inputs_each_checked_like_a_text() -> None:
+    seen: list[Any] = []
+
+    def handler(request: Request) -> Reply:
+        if request.method == "GET":
+            return Reply(200, body=json.dumps({"name": "demo", "ready": True}).encode())
+        body = json.loads(request.body or b"")
+        seen.append(body)
+        n = len(body["inputs"][0]["data"])
+        return Reply(200, body=json.dumps(v2_reply(tensor("label", "BYTES", ["games"] * n))(n)).encode())
+
+    frame = pd.DataFrame(
+        {
+            "title": ["chess", "chess", "web", None, "tar"],
+            "body": ["an engine", "an engine", "a server", "x", ""],
+        }
+    )
+
+    async def run() -> pd.DataFrame:
+        config = ClientConfig(url="http://server:1", protocol="v2")
+        async with TorchServeClient(
+            config=config, transport=MockTransport(handler), registry=CollectorRegistry()
+        ) as client:
+            return await frame.ts.aclassify(
+                inputs={"title": "title", "text": "body"}, client=client, progress=False
+            )
+
+    import asyncio
+
+    result = asyncio.run(run())
+    assert result["ts_status"].tolist() == ["ok", "ok", "ok", "skipped", "error"]
+    assert result.loc[4, "ts_error"] == "input 'text': text is empty"
+    ((request),) = seen  # identical rows are sent once, in one list
+    assert request["inputs"] == [
+        {"name": "title", "shape": [2], "datatype": "BYTES", "data": ["chess", "web"]},
+        {"name": "text", "shape": [2], "datatype": "BYTES", "data": ["an engine", "a server"]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda f: f.ts.classify("title", inputs={"a": "title"}), TypeError, "not both"),
+        (lambda f: f.ts.classify(inputs={"a": "nope"}), Exception, "column 'nope' not found"),
+        (lambda f: f.ts.classify(inputs=["title"]), TypeError, "inputs must map"),
+        (lambda f: f.ts.classify(), TypeError, "pass the column of texts"),
+    ],
+)
+def test_inputs_that_cannot_work_are_refused_before_anything_is_sent(
+    call: Any, error: type, message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        call(pd.DataFrame({"title": ["a"], "body": ["b"]}))

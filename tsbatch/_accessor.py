@@ -20,8 +20,8 @@ from tsbatch._options import AccessorKwargs, read_kwargs
 from tsbatch._outcomes import Task
 from tsbatch._sync import run_sync
 
-_FRAME_ARGS = ("config", "registry")
-_ASYNC_ARGS = ("client", "config", "registry")
+_FRAME_ARGS = ("inputs", "config", "registry")
+_ASYNC_ARGS = ("inputs", "client", "config", "registry")
 
 
 def _connected(
@@ -43,8 +43,9 @@ class FrameAccessor:
 
     def classify(
         self,
-        column: Any,
+        column: Any = None,
         *,
+        inputs: Mapping[str, Any] | None = None,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
         **kwargs: Unpack[AccessorKwargs],
@@ -59,14 +60,16 @@ class FrameAccessor:
         (``model``, ``version``, ``mode``, ``errors``, ``prefix``,
         ``include_scores``, ``long_text``, ``non_string``, ``batch_size``,
         ``concurrency``, ``max_concurrency``, ``max_text_length``,
-        ``progress``); an unknown one is a ``TypeError``.
+        ``progress``); an unknown one is a ``TypeError``.  For a model that takes several
+        named inputs, ``inputs={input name: column, ...}`` replaces ``column``.
         """
-        return _classify(self._frame, column, "DataFrame.ts.classify", config, registry, kwargs)
+        return _classify(self._frame, column, inputs, "DataFrame.ts.classify", config, registry, kwargs)
 
     def predict(
         self,
-        column: Any,
+        column: Any = None,
         *,
+        inputs: Mapping[str, Any] | None = None,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
         **kwargs: Unpack[AccessorKwargs],
@@ -74,12 +77,15 @@ class FrameAccessor:
         """For a model that is no classifier: the frame plus ``pred_output``, each row's raw output
         (a number, a list such as an embedding, or an object as JSON text), and the ``ts_*``
         columns; takes what :meth:`classify` takes."""
-        return _classify(self._frame, column, "DataFrame.ts.predict", config, registry, kwargs, "predict")
+        return _classify(
+            self._frame, column, inputs, "DataFrame.ts.predict", config, registry, kwargs, "predict"
+        )
 
     async def aclassify(
         self,
-        column: Any,
+        column: Any = None,
         *,
+        inputs: Mapping[str, Any] | None = None,
         client: TorchServeClient | None = None,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
@@ -87,13 +93,14 @@ class FrameAccessor:
     ) -> pd.DataFrame:
         """The async form of :meth:`classify`; may reuse an open ``client``."""
         return await _aclassify(
-            self._frame, column, "DataFrame.ts.aclassify", client, config, registry, kwargs
+            self._frame, column, inputs, "DataFrame.ts.aclassify", client, config, registry, kwargs
         )
 
     async def apredict(
         self,
-        column: Any,
+        column: Any = None,
         *,
+        inputs: Mapping[str, Any] | None = None,
         client: TorchServeClient | None = None,
         config: ClientConfig | None = None,
         registry: CollectorRegistry | None = None,
@@ -101,13 +108,14 @@ class FrameAccessor:
     ) -> pd.DataFrame:
         """The async form of :meth:`predict`."""
         return await _aclassify(
-            self._frame, column, "DataFrame.ts.apredict", client, config, registry, kwargs, "predict"
+            self._frame, column, inputs, "DataFrame.ts.apredict", client, config, registry, kwargs, "predict"
         )
 
 
 def _classify(
     frame: pd.DataFrame,
     column: Any,
+    inputs: Mapping[str, Any] | None,
     method: str,
     config: ClientConfig | None,
     registry: CollectorRegistry | None,
@@ -116,16 +124,19 @@ def _classify(
 ) -> pd.DataFrame:
     # Everything that can be checked is, before the run's thread starts: a short traceback.
     options, connection = read_kwargs(method, kwargs, _FRAME_ARGS)
-    check_call(frame, column, options, task)
+    check_call(frame, column, options, task, inputs)
     config = _connected(config, connection)
     return run_sync(
-        lambda: aclassify_frame(frame, column, options, config=config, registry=registry, task=task)
+        lambda: aclassify_frame(
+            frame, column, options, config=config, registry=registry, task=task, inputs=inputs
+        )
     )
 
 
 async def _aclassify(
     frame: pd.DataFrame,
     column: Any,
+    inputs: Mapping[str, Any] | None,
     method: str,
     client: TorchServeClient | None,
     config: ClientConfig | None,
@@ -136,7 +147,7 @@ async def _aclassify(
     options, connection = read_kwargs(method, kwargs, _ASYNC_ARGS)
     config = _connected(config, connection, client)
     return await aclassify_frame(
-        frame, column, options, client=client, config=config, registry=registry, task=task
+        frame, column, options, client=client, config=config, registry=registry, task=task, inputs=inputs
     )
 
 
@@ -160,7 +171,7 @@ class SeriesAccessor:
     ) -> pd.DataFrame:
         """Return a frame of the texts plus ``pred_*`` and ``ts_*`` columns; as ``DataFrame.ts.classify``."""
         frame, name = self._frame()
-        return _classify(frame, name, "Series.ts.classify", config, registry, kwargs)
+        return _classify(frame, name, None, "Series.ts.classify", config, registry, kwargs)
 
     def predict(
         self,
@@ -171,7 +182,7 @@ class SeriesAccessor:
     ) -> pd.DataFrame:
         """Each text's raw output; as ``DataFrame.ts.predict``."""
         frame, name = self._frame()
-        return _classify(frame, name, "Series.ts.predict", config, registry, kwargs, "predict")
+        return _classify(frame, name, None, "Series.ts.predict", config, registry, kwargs, "predict")
 
     async def aclassify(
         self,
@@ -183,4 +194,4 @@ class SeriesAccessor:
     ) -> pd.DataFrame:
         """The async form of :meth:`classify`."""
         frame, name = self._frame()
-        return await _aclassify(frame, name, "Series.ts.aclassify", client, config, registry, kwargs)
+        return await _aclassify(frame, name, None, "Series.ts.aclassify", client, config, registry, kwargs)

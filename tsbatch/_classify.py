@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,10 +35,40 @@ def check_column(columns: Sequence[Any], column: Any) -> None:
         raise InputValidationError(f"column {column!r} not found; the frame has: {available}")
 
 
-def check_call(frame: pd.DataFrame, column: Any, options: ClassifyOptions, task: Task = "classify") -> None:
-    """What can be checked before a run starts: the column, and room for the result columns."""
-    check_column(list(frame.columns), column)
+def check_call(
+    frame: pd.DataFrame,
+    column: Any,
+    options: ClassifyOptions,
+    task: Task = "classify",
+    inputs: Mapping[str, Any] | None = None,
+) -> None:
+    """What can be checked before a run starts: the column (or the columns of ``inputs``), and
+    room for the result columns."""
+    if inputs is None:
+        if column is None:
+            raise TypeError("pass the column of texts, or inputs={input name: column, ...}")
+        check_column(list(frame.columns), column)
+    else:
+        if column is not None:
+            raise TypeError("pass the column of texts or inputs=, not both")
+        if not isinstance(inputs, Mapping) or not inputs:
+            raise TypeError(
+                "inputs must map the model's input names to columns, for example "
+                "inputs={'title': 'title', 'text': 'body'}"
+            )
+        for name, each in inputs.items():
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"an input name must be a non-empty string; got {name!r}")
+            check_column(list(frame.columns), each)
     check_no_collision(list(frame.columns), options.prefix, options.include_scores, task)
+
+
+def _values(frame: pd.DataFrame, column: Any, inputs: Mapping[str, Any] | None) -> list[Any]:
+    """The column's values, or for ``inputs`` one record of the input columns' values per row."""
+    if inputs is None:
+        return list(frame[column].tolist())
+    columns = {name: frame[each].tolist() for name, each in inputs.items()}
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 async def aclassify_frame(
@@ -50,16 +80,20 @@ async def aclassify_frame(
     config: ClientConfig | None = None,
     registry: CollectorRegistry | None = None,
     task: Task = "classify",
+    inputs: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Classify ``frame[column]`` (or, ``task="predict"``, keep each row's raw output); returns
-    ``frame`` plus prediction and ``ts_*`` columns."""
-    check_call(frame, column, options, task)
+    ``frame`` plus prediction and ``ts_*`` columns.  ``inputs`` sends several columns to the
+    model's named inputs instead of one column."""
+    check_call(frame, column, options, task, inputs)
     owned = client is None
     active = client or TorchServeClient(config=config, registry=registry, model=options.model)
     try:
         enabled = progress_enabled(options.progress)
-        with progress_bar(enabled, f"{task} {column}", lambda: active.breaker_state) as progress:
-            result = await classify_values(active, frame[column].tolist(), options, progress, task=task)
+        what = column if inputs is None else ", ".join(map(str, inputs.values()))
+        with progress_bar(enabled, f"{task} {what}", lambda: active.breaker_state) as progress:
+            values = _values(frame, column, inputs)
+            result = await classify_values(active, values, options, progress, task=task)
     finally:
         if owned:
             await active.aclose()

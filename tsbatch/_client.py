@@ -21,7 +21,6 @@ from tsbatch._breaker import AsyncCircuitBreaker
 from tsbatch._config import ClientConfig
 from tsbatch._connection import with_connection
 from tsbatch._errors import (
-    InputValidationError,
     TorchServeConnectionError,
     TorchServeError,
     TorchServeInferenceError,
@@ -30,7 +29,9 @@ from tsbatch._limit import ConcurrencyLimit
 from tsbatch._mapping import ReplyMapping, ReplyShape
 from tsbatch._metrics import client_metrics
 from tsbatch._outage import Availability
+from tsbatch._prepare import check_text, check_texts
 from tsbatch._protocols import get_protocol
+from tsbatch._protocols._base import Input
 from tsbatch._sender import Sender
 from tsbatch._transport import AiohttpTransport, Transport
 from tsbatch._types import BatchResult, CallInfo, HealthStatus, InferResult, ModelInfo, PredictResult
@@ -165,7 +166,7 @@ class TorchServeClient:
 
     async def predict(
         self,
-        text: str,
+        text: Input,
         *,
         model: str | None = None,
         version: str | None = None,
@@ -177,14 +178,14 @@ class TorchServeClient:
         ``reply`` names the shape of the model's output (default: recognised),
         ``labels`` the classes of a probability vector; see :mod:`tsbatch._mapping`.
         """
-        _check_text(text, "text")
+        check_text(text, "text")
         mapping = ReplyMapping(reply, labels)
         outputs, name, info = await self._send([text], single=True, model=model, version=version)
         return PredictResult(mapping.prediction(outputs[0], name, version), info)
 
     async def predict_batch(
         self,
-        texts: Sequence[str],
+        texts: Sequence[Input],
         *,
         model: str | None = None,
         version: str | None = None,
@@ -192,28 +193,30 @@ class TorchServeClient:
         labels: Sequence[str] | None = None,
     ) -> BatchResult:
         """Classify a list of texts in one request, for handlers that accept lists (as :meth:`predict`)."""
-        _check_texts(texts)
+        check_texts(texts)
         mapping = ReplyMapping(reply, labels)
         outputs, name, info = await self._send(list(texts), single=False, model=model, version=version)
         return BatchResult([mapping.prediction(o, name, version) for o in outputs], info)
 
-    async def infer(self, text: str, *, model: str | None = None, version: str | None = None) -> InferResult:
+    async def infer(
+        self, text: Input, *, model: str | None = None, version: str | None = None
+    ) -> InferResult:
         """One text's raw output (a number, a list, an object: whatever the model returns), in its
         own request, for models that are not classifiers."""
-        _check_text(text, "text")
+        check_text(text, "text")
         outputs, _, info = await self._send([text], single=True, model=model, version=version)
         return InferResult(outputs, info)
 
     async def infer_batch(
-        self, texts: Sequence[str], *, model: str | None = None, version: str | None = None
+        self, texts: Sequence[Input], *, model: str | None = None, version: str | None = None
     ) -> InferResult:
         """Each text's raw output, in one request (as :meth:`infer`)."""
-        _check_texts(texts)
+        check_texts(texts)
         outputs, _, info = await self._send(list(texts), single=False, model=model, version=version)
         return InferResult(outputs, info)
 
     async def _send(
-        self, texts: list[str], *, single: bool, model: str | None, version: str | None
+        self, texts: list[Input], *, single: bool, model: str | None, version: str | None
     ) -> tuple[list[Any], str, CallInfo]:
         """The texts' raw outputs, the model asked, and the call's facts."""
         self._bind_loop()
@@ -334,17 +337,3 @@ class TorchServeClient:
             names += found
             if page is None:
                 return names
-
-
-def _check_texts(texts: object) -> None:
-    if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
-        raise InputValidationError(f"texts must be a non-empty list of strings, got {texts!r:.60}")
-    for index, text in enumerate(texts):
-        _check_text(text, f"texts[{index}]")
-
-
-def _check_text(text: object, where: str) -> None:
-    if not isinstance(text, str):
-        raise InputValidationError(f"{where} must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise InputValidationError(f"{where} is empty")

@@ -8,13 +8,14 @@ distinct text once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from tsbatch._config import EngineConfig
+from tsbatch._errors import InputValidationError
 from tsbatch._options import ClassifyOptions, NonString
 from tsbatch._outcomes import RowOutcome
 
@@ -57,9 +58,13 @@ def _to_text(value: Any, policy: NonString) -> str:
     raise ValueError(f"value is {type(value).__name__}, which cannot be turned into text")
 
 
+#: One row's inputs, for a model that takes several: input name -> text.
+Record = dict[str, str]
+
+
 @dataclass
 class Prepared:
-    texts: list[str]  # unique texts, in order of first appearance
+    texts: list[str | Record]  # unique texts (or records), in order of first appearance
     positions: list[list[int]]  # input positions of each unique text
     fixed: dict[int, RowOutcome]  # positions decided before sending
     truncated: set[int]
@@ -69,44 +74,66 @@ def _bad_input(message: str) -> RowOutcome:
     return RowOutcome("error", error=message, error_kind="bad_input")
 
 
+def _text(value: Any, options: ClassifyOptions, max_length: int) -> tuple[str, bool] | RowOutcome:
+    """The text to send for one value and whether it was truncated, or the row's outcome."""
+    if type(value) is str:  # the common case first
+        text = value
+    elif _is_missing(value):
+        return RowOutcome("skipped")
+    else:
+        try:
+            text = _to_text(value, options.non_string)
+        except ValueError as exc:
+            return _bad_input(str(exc))
+    if not text or text.isspace():
+        return _bad_input("text is empty")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # pandas holds lone surrogates; UTF-8 and JSON cannot
+            return _bad_input("text cannot be encoded as UTF-8 (it holds a lone surrogate)")
+    if len(text) <= max_length:
+        return text, False
+    if options.long_text == "error":
+        return _bad_input(f"text is longer than the limit of {max_length} characters")
+    return text[:max_length], True
+
+
+def _record(
+    value: dict[str, Any], options: ClassifyOptions, max_length: int
+) -> tuple[Record, bool] | RowOutcome:
+    """Each input of a record checked as a text; the first that fails decides, naming its input."""
+    record: Record = {}
+    truncated = False
+    for name, field in value.items():
+        checked = _text(field, options, max_length)
+        if isinstance(checked, RowOutcome):
+            if checked.error is None:
+                return checked
+            return _bad_input(f"input {name!r}: {checked.error}")
+        record[name], cut = checked
+        truncated = truncated or cut
+    return record, truncated
+
+
 def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions) -> Prepared:
-    """Validate and de-duplicate ``values``; nothing is sent."""
-    index_of: dict[str, int] = {}
+    """Validate and de-duplicate ``values`` (texts, or records of several inputs); nothing is sent."""
+    index_of: dict[Any, int] = {}
     prepared = Prepared([], [], {}, set())
     for position, value in enumerate(values):
-        if type(value) is str:  # the common case first
-            text = value
-        elif _is_missing(value):
-            prepared.fixed[position] = RowOutcome("skipped")
+        checked = (
+            _record(value, options, max_length) if type(value) is dict else _text(value, options, max_length)
+        )
+        if isinstance(checked, RowOutcome):
+            prepared.fixed[position] = checked
             continue
-        else:
-            try:
-                text = _to_text(value, options.non_string)
-            except ValueError as exc:
-                prepared.fixed[position] = _bad_input(str(exc))
-                continue
-        if not text or text.isspace():
-            prepared.fixed[position] = _bad_input("text is empty")
-            continue
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # pandas holds lone surrogates; UTF-8 and JSON cannot
-                prepared.fixed[position] = _bad_input(
-                    "text cannot be encoded as UTF-8 (it holds a lone surrogate)"
-                )
-                continue
-        if len(text) > max_length:
-            if options.long_text == "error":
-                prepared.fixed[position] = _bad_input(
-                    f"text is longer than the limit of {max_length} characters"
-                )
-                continue
-            text = text[:max_length]
+        text, cut = checked
+        if cut:
             prepared.truncated.add(position)
-        unique = index_of.get(text)
+        key = tuple(text.items()) if isinstance(text, dict) else text
+        unique = index_of.get(key)
         if unique is None:
-            index_of[text] = len(prepared.texts)
+            index_of[key] = len(prepared.texts)
             prepared.texts.append(text)
             prepared.positions.append([position])
         else:
@@ -114,8 +141,14 @@ def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions)
     return prepared
 
 
+def _size(text: str | Record) -> int:
+    if isinstance(text, dict):
+        return sum(_size(t) + len(name) for name, t in text.items())
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def plan_batches(
-    texts: Sequence[str], engine: EngineConfig, class_count: int | None
+    texts: Sequence[str | Record], engine: EngineConfig, class_count: int | None
 ) -> tuple[list[list[int]], list[int], list[int]]:
     """Split unique texts into batches capped by rows, request bytes and reply bytes.
 
@@ -131,7 +164,7 @@ def plan_batches(
     current: list[int] = []
     size = 0
     for index, text in enumerate(texts):
-        item = (len(text) if text.isascii() else len(text.encode("utf-8"))) + _LIST_ITEM_OVERHEAD
+        item = _size(text) + _LIST_ITEM_OVERHEAD
         if item > limits.max_bytes:
             too_large.append(index)
             continue
@@ -169,3 +202,23 @@ def plan(
     prepared = prepare(values, max_length=max_length, options=options)
     batches, sizes, too_large = plan_batches(prepared.texts, engine, class_count)
     return Plan(prepared, batches, sizes, too_large)
+
+
+def check_texts(texts: object) -> None:
+    """Refuse what a client call cannot send: no list, an empty one, or a bad text in it."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
+        raise InputValidationError(f"texts must be a non-empty list of strings, got {texts!r:.60}")
+    for index, text in enumerate(texts):
+        check_text(text, f"texts[{index}]")
+
+
+def check_text(text: object, where: str) -> None:
+    """Refuse a text (or a record of named texts) that is not text or is empty, naming ``where``."""
+    if isinstance(text, Mapping) and text:  # a record of named inputs
+        for name, value in text.items():
+            check_text(value, f"{where}[{name!r}]")
+        return
+    if not isinstance(text, str):
+        raise InputValidationError(f"{where} must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise InputValidationError(f"{where} is empty")

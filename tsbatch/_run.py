@@ -30,7 +30,7 @@ from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import BatchRecord, Progress, RowOutcome, Task
 from tsbatch._prepare import Plan
-from tsbatch._protocols._base import snippet
+from tsbatch._protocols._base import Input, snippet
 from tsbatch._resilience import assess, bisectable, error_kind, fatal
 from tsbatch._retry import backoff_delay
 from tsbatch._types import CallInfo
@@ -187,7 +187,7 @@ class Run:
         ``carried`` the requests that already carried these texts (a list split in two).
         """
         self._start(batch_id)
-        texts = [self.prepared.texts[i] for i in indexes]
+        texts: list[Input] = [self.prepared.texts[i] for i in indexes]
         record = self.records[batch_id]
         tried = _Tried(attempts=carried)
         while True:
@@ -236,7 +236,7 @@ class Run:
             self.settle(batch_id, indexes, outcomes, tried.retries)
             return
 
-    async def _call(self, texts: list[str], single: bool) -> tuple[list[Any], CallInfo]:
+    async def _call(self, texts: list[Input], single: bool) -> tuple[list[Any], CallInfo]:
         options, labels = self.options, self.labels
         if self.task == "predict":
             client = self.client

@@ -13,7 +13,9 @@ It serves three models from the same trained weights:
 - ``demo-probabilities``: one ``FP32 [n, k]`` ``probabilities`` tensor (v1: a
   list of floats per text), class names in the model's order;
 - ``demo-embedding``: the model's ``FP32 [n, 16]`` text embedding, for
-  ``df.ts.predict``.
+  ``df.ts.predict``;
+- ``demo-pair``: two ``BYTES`` inputs, ``title`` and ``body`` (v1: instances
+  with both), classified as the two joined by a space.
 
 A text the handler refuses (empty, too long) fails the whole request with
 400, as TorchServe's handler does.
@@ -58,11 +60,23 @@ def main() -> None:
     handler.load(str(folder / "model.pt"))
     classes = list(handler.classes)
 
-    def texts_of(payload: Any) -> list[str]:
+    def texts_of(payload: Any, names: list[str]) -> list[str]:
+        """The texts of a request: one input, or ``names`` joined by a space."""
         if isinstance(payload, InferRequest):
-            texts = [x.decode() if isinstance(x, bytes) else x for x in payload.inputs[0].as_numpy().ravel()]
+            given = {
+                i.name: [x.decode() if isinstance(x, bytes) else x for x in i.as_numpy().ravel()]
+                for i in payload.inputs
+            }
+            if len(names) > 1 and set(names) - set(given):
+                raise InvalidInput(f"expected inputs {names}, got {sorted(given)}")
+            columns = [given[n] for n in names] if len(names) > 1 else [next(iter(given.values()))]
+            texts = [" ".join(parts) for parts in zip(*columns, strict=True)]
         elif isinstance(payload, dict) and isinstance(payload.get("instances"), list):
             texts = payload["instances"]
+            if len(names) > 1:
+                if not all(isinstance(t, dict) and set(names) <= set(t) for t in texts):
+                    raise InvalidInput(f"expected instances with {names}")
+                texts = [" ".join(t[n] for n in names) for t in texts]
         else:
             raise InvalidInput('expected {"instances": [...]} or a v2 BYTES input')
         try:
@@ -79,19 +93,22 @@ def main() -> None:
             return handler.model.embedding(*handler_module.pack(texts)).tolist()  # type: ignore[no-any-return]
 
     class Served(kserve.Model):  # type: ignore[misc]
-        def __init__(self, name: str, outputs: list[dict[str, Any]]) -> None:
+        def __init__(
+            self, name: str, outputs: list[dict[str, Any]], inputs: tuple[str, ...] = ("text",)
+        ) -> None:
             super().__init__(name)
             self.outputs = outputs
+            self.inputs = list(inputs)
             self.ready = True
 
         def get_input_types(self) -> list[dict[str, Any]]:
-            return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+            return [{"name": name, "datatype": "BYTES", "shape": [-1]} for name in self.inputs]
 
         def get_output_types(self) -> list[dict[str, Any]]:
             return self.outputs
 
         async def predict(self, payload: Any, headers: Any = None, response_headers: Any = None) -> Any:
-            texts = texts_of(payload)
+            texts = texts_of(payload, self.inputs)
             v1, v2 = self.answer(texts)
             if not isinstance(payload, InferRequest):
                 return {"predictions": v1}
@@ -135,6 +152,14 @@ def main() -> None:
             "demo-probabilities", [{"name": "probabilities", "datatype": "FP32", "shape": [-1, -1]}]
         ),
         Embedding("demo-embedding", [{"name": "embedding", "datatype": "FP32", "shape": [-1, -1]}]),
+        Labels(
+            "demo-pair",
+            [
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "score", "datatype": "FP32", "shape": [-1]},
+            ],
+            inputs=("title", "body"),
+        ),
     ]
     kserve.ModelServer(
         http_port=args.port, workers=1, enable_grpc=False, enable_latency_logging=False, grace_period=5

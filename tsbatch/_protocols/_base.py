@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -13,6 +14,8 @@ from tsbatch._transport import Reply
 from tsbatch._types import ModelInfo
 
 Api = Literal["inference", "management"]
+#: What one row sends: a text, or the texts of several named inputs.
+Input = str | Mapping[str, str]
 
 #: Where a user finds the tokens a server wants, for the message of a refused one.
 TOKEN_HINT = (
@@ -42,12 +45,12 @@ class Call:
 class InferenceProtocol(Protocol):
     """What the client needs to know about a kind of server."""
 
-    def predict(self, text: str, model: str, version: str | None) -> Call:
-        """The request that classifies one text."""
+    def predict(self, text: Input, model: str, version: str | None) -> Call:
+        """The request that classifies one text (or record of named inputs)."""
         ...
 
-    def predict_list(self, texts: list[str], model: str, version: str | None) -> Call:
-        """The request that classifies a list of texts."""
+    def predict_list(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
+        """The request that classifies a list of texts (or records)."""
         ...
 
     def read_output(self, reply: Reply, model: str, version: str | None) -> Any:

@@ -11,6 +11,7 @@ workers, queue and (``?customized=true``) the handler's own description.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from tsbatch._errors import TorchServeAuthError, TorchServeInferenceError
 from tsbatch._protocols._base import (
     TOKEN_HINT,
     Call,
+    Input,
     length_mismatch,
     malformed,
     parse_retry_after,
@@ -56,7 +58,10 @@ class TorchServeProtocol:
         path = f"/predictions/{quote(model, safe='')}"
         return f"{path}/{quote(version, safe='')}" if version else path
 
-    def predict(self, text: str, model: str, version: str | None) -> Call:
+    def predict(self, text: Input, model: str, version: str | None) -> Call:
+        if not isinstance(text, str):  # a record of named inputs: a JSON object
+            body = json.dumps(dict(text)).encode("utf-8")
+            return Call("inference", "POST", self._predictions(model, version), body, "application/json")
         return Call(
             "inference",
             "POST",
@@ -65,8 +70,10 @@ class TorchServeProtocol:
             "text/plain; charset=utf-8",
         )
 
-    def predict_list(self, texts: list[str], model: str, version: str | None) -> Call:
-        body = json.dumps({"instances": texts}).encode("utf-8")
+    def predict_list(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
+        body = json.dumps({"instances": [t if isinstance(t, str) else dict(t) for t in texts]}).encode(
+            "utf-8"
+        )
         return Call("inference", "POST", self._predictions(model, version), body, "application/json")
 
     def read_output(self, reply: Reply, model: str, version: str | None) -> Any:

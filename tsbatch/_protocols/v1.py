@@ -12,11 +12,12 @@ versions in the path: a version is refused.  Errors are ``{"error": "..."}``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from tsbatch._errors import ConfigError, TorchServeInferenceError
-from tsbatch._protocols._base import Call, error_reply, length_mismatch, malformed, read_json
+from tsbatch._protocols._base import Call, Input, error_reply, length_mismatch, malformed, read_json
 from tsbatch._transport import Reply
 from tsbatch._types import ModelInfo
 
@@ -35,11 +36,13 @@ class V1Protocol:
     def __init__(self, model: str) -> None:
         self.model = model  # the model whose readiness is the server's health
 
-    def predict(self, text: str, model: str, version: str | None) -> Call:
+    def predict(self, text: Input, model: str, version: str | None) -> Call:
         return self.predict_list([text], model, version)
 
-    def predict_list(self, texts: list[str], model: str, version: str | None) -> Call:
-        body = json.dumps({"instances": texts}).encode("utf-8")
+    def predict_list(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
+        body = json.dumps({"instances": [t if isinstance(t, str) else dict(t) for t in texts]}).encode(
+            "utf-8"
+        )
         return Call("inference", "POST", f"{_model_path(model, version)}:predict", body, "application/json")
 
     def read_output(self, reply: Reply, model: str, version: str | None) -> Any:

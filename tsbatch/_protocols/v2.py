@@ -1,6 +1,7 @@
 """The Open Inference Protocol (KServe v2) over REST: KServe, Triton, MLServer and others.
 
-Texts go as one ``BYTES`` input tensor of shape ``[n]`` to
+Texts go as one ``BYTES`` input tensor of shape ``[n]`` (records of several
+named inputs as one tensor per input) to
 ``POST /v2/models/{model}[/versions/{version}]/infer``, always with
 ``Content-Type: application/json`` (KServe's server reads a body without it as
 the binary extension and refuses it).  The input's name is the model's first
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -35,6 +37,7 @@ from tsbatch._errors import TorchServeInferenceError
 from tsbatch._policies import Tensors
 from tsbatch._protocols._base import (
     Call,
+    Input,
     error_reply,
     length_mismatch,
     malformed,
@@ -107,9 +110,19 @@ class V2Protocol:
         self.tensors = tensors or Tensors()
         self._inputs: dict[tuple[str, str | None], str] = {}
 
-    def _infer(self, texts: list[str], model: str, version: str | None) -> Call:
-        name = self._inputs.get((model, version), self.tensors.input)
-        body = {"inputs": [{"name": name, "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+    def _infer(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
+        columns: dict[str, list[str]] = {}
+        for text in texts:
+            if isinstance(text, str):
+                columns.setdefault(self._inputs.get((model, version), self.tensors.input), []).append(text)
+            else:  # a record: one BYTES tensor per named input
+                for name, value in text.items():
+                    columns.setdefault(name, []).append(value)
+        inputs = [
+            {"name": name, "shape": [len(data)], "datatype": "BYTES", "data": data}
+            for name, data in columns.items()
+        ]
+        body: dict[str, Any] = {"inputs": inputs}
         if self.tensors.outputs:
             body["outputs"] = [{"name": n} for n in self.tensors.outputs]
         return Call(
@@ -120,10 +133,10 @@ class V2Protocol:
             "application/json",
         )
 
-    def predict(self, text: str, model: str, version: str | None) -> Call:
+    def predict(self, text: Input, model: str, version: str | None) -> Call:
         return self._infer([text], model, version)
 
-    def predict_list(self, texts: list[str], model: str, version: str | None) -> Call:
+    def predict_list(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
         return self._infer(texts, model, version)
 
     def read_output(self, reply: Reply, model: str, version: str | None) -> Any:
