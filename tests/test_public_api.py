@@ -25,6 +25,7 @@ EXPECTED = [
     "EngineConfig",
     "HealthPolicy",
     "HealthStatus",
+    "InferResult",
     "InputValidationError",
     "LocalServerError",
     "MockTransport",

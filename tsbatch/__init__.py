@@ -37,7 +37,15 @@ from tsbatch._policies import (
 from tsbatch._seed import Classifier
 from tsbatch._testing import is_testing, set_testing
 from tsbatch._transport import MockTransport, Reply, Request, Transport
-from tsbatch._types import BatchResult, CallInfo, HealthStatus, ModelInfo, Prediction, PredictResult
+from tsbatch._types import (
+    BatchResult,
+    CallInfo,
+    HealthStatus,
+    InferResult,
+    ModelInfo,
+    Prediction,
+    PredictResult,
+)
 from tsbatch._version import __version__
 
 __all__ = [
@@ -56,6 +64,7 @@ __all__ = [
     "EngineConfig",
     "HealthPolicy",
     "HealthStatus",
+    "InferResult",
     "InputValidationError",
     "LocalServerError",
     "MockTransport",
