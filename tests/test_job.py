@@ -290,10 +290,18 @@ def test_metrics_are_served_while_the_job_runs(
     process = subprocess.Popen(
         command, env=server_env(torchserve), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+    scraped: list[str] = []
+
+    def scrape() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            scraped.append(reply.read().decode())
+        return 'tsbatch_job_rows_total{status="ok"}' in scraped[-1]
+
     try:
         wait_for(lambda: parts_done(output) >= 1, "a part recorded")
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-            text = reply.read().decode()
+        # A part's rows are counted just after its manifest entry is written.
+        wait_for(scrape, "the part's rows in the served metrics", timeout=30)
+        text = scraped[-1]
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
