@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
@@ -27,6 +28,7 @@ from tsbatch import ClientConfig
 from tsbatch._cli import EXIT_CANNOT_WRITE, EXIT_OUTAGE, main
 from tsbatch._errors import JobInputError
 from tsbatch._job import Job, JobSettings
+from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import Progress
 
 
@@ -286,3 +288,37 @@ def test_a_wrong_model_name_stops_the_job_before_its_first_part_listing_the_mode
     assert code == 2
     assert f"model 'dmeo' is not on the server at {scripted.url}; it has: demo, sentiment" in err
     assert predictions == [] and not output.exists()
+
+
+def test_a_predict_job_whose_first_part_has_no_output_still_reads_as_one_table(tmp_path: Path) -> None:
+    source = tmp_path / "input.parquet"
+    pd.DataFrame({"id": range(300), "text": [f"text {i}" for i in range(300)]}).to_parquet(
+        source, index=False
+    )
+
+    async def vectors(request: web.Request) -> web.StreamResponse:
+        if not request.path.startswith("/predictions"):
+            return web.Response(status=404)
+        text = (await request.read()).decode()
+        if int(text.split()[1]) < 100:  # every row of the first part is refused
+            body = {"code": 400, "type": "BadRequestException", "message": "no vector for this one"}
+            return web.json_response(body, status=400)
+        return web.json_response([0.5, float(len(text))])
+
+    with ServerThread([vectors]) as server:
+        config = ClientConfig(url=server.url, management_url=server.url)
+        settings = JobSettings(
+            input=str(source),
+            output=tmp_path / "out",
+            id_column="id",
+            rows_per_part=100,
+            task="predict",
+            classify=ClassifyOptions(mode="rows"),
+        )
+        summary = asyncio.run(Job(settings, config).run())
+    assert (summary.ok, summary.failed) == (200, 100)
+    table = ds.dataset(tmp_path / "out", format="parquet").to_table().to_pandas().set_index("id")
+    assert table.loc[0, "pred_output"] is None and table.loc[0, "ts_status"] == "error"
+    assert list(table.loc[150, "pred_output"]) == [0.5, float(len("text 150"))]
+    first = pq.read_table(tmp_path / "out" / "part-00000.parquet")
+    assert json.loads(first.schema.metadata[b"tsbatch"])["settings"]["task"] == "predict"

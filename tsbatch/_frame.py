@@ -105,9 +105,11 @@ def _is_number(value: Any) -> bool:
 def output_column(values: list[Any], index: pd.Index) -> pd.Series:
     """Raw outputs as one column of a type Arrow keeps: numbers as ``Float64`` (``Int64``
     when all are integers), texts as ``string``, lists of numbers as lists of floats, and
-    anything else (objects, mixed values) as JSON text."""
+    anything else (objects, mixed values) as JSON text; no output at all as nulls."""
     present = [v for v in values if v is not None]
-    if present and all(type(v) is int for v in present):
+    if not present:  # no type to learn from: Arrow's null type, which casts to any other
+        return pd.Series(values, index=index, dtype="object")
+    if all(type(v) is int for v in present):
         return pd.Series(values, index=index, dtype="Int64")
     if all(_is_number(v) for v in present):
         return pd.Series(values, index=index, dtype="Float64")

@@ -255,6 +255,8 @@ class Job:
         """Write ``_batches``, ``_failed`` and ``_summary`` from the parts on disk."""
         output = self.settings.output
         parts = sorted(output.glob("part-*.parquet"))
+        if self.settings.task == "predict":
+            unify_outputs(parts)
         failed = [pq.read_table(p, filters=[("ts_status", "=", "error")]) for p in parts]
         failed_table = pa.concat_tables(failed, promote_options="default") if failed else pa.table({})
         write_table(output / "_failed.parquet", failed_table)
@@ -293,6 +295,24 @@ class Job:
         if totals["error"] == 0:
             self.metrics.mark_success()
         return summary
+
+
+def unify_outputs(parts: list[Path], column: str = "pred_output") -> None:
+    """Give every part's raw-output column one type, so that the dataset reads as one table.
+
+    A part none of whose rows has an output holds nulls of no type; it is
+    rewritten (by rename, as every part) with the type the other parts have.
+    """
+    types = {part: pq.read_schema(part).field(column).type for part in parts}
+    known = next((t for t in types.values() if not pa.types.is_null(t)), None)
+    if known is None:
+        return
+    for part, kind in types.items():
+        if pa.types.is_null(kind):
+            table = pq.read_table(part)
+            where = table.schema.get_field_index(column)
+            table = table.set_column(where, pa.field(column, known), pa.nulls(table.num_rows, known))
+            write_table(part, table)
 
 
 def settings_from_output(output: Path, **overrides: Any) -> JobSettings:
