@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-#: The top-level modules of the extras: serve (psutil, torch, torchserve, yaml) and dask.
-EXTRAS = ("psutil", "torch", "ts", "yaml", "dask", "distributed")
+#: The top-level modules of the extras: serve (psutil, torch, torchserve, yaml), dask and fast.
+EXTRAS = ("psutil", "torch", "ts", "yaml", "dask", "distributed", "uvloop", "orjson")
 COMMANDS = [[], ["classify"], ["retry-failed"], ["health"], ["models"], ["model-info"]]
 SERVE_COMMANDS = [["serve", "start"], ["serve", "status"], ["demo"]]
 
@@ -44,6 +44,19 @@ def run(argv):
             code = exit.code
     return {"code": code, "out": out.getvalue(), "err": err.getvalue()}
 
+from tsbatch import _json, _loop
+from tsbatch._sync import run_sync
+
+async def loop_module():
+    import asyncio
+    return type(asyncio.get_running_loop()).__module__
+
+found["fallbacks"] = {
+    "loop": _loop.loop_name(),
+    "sync_loop": run_sync(loop_module),
+    "json": _json.decode(_json.encode({"a": [1, "\u00e9", None]})),
+    "nan": repr(_json.decode(b"[NaN]")),
+}
 found["help"] = {" ".join(argv): run([*argv, "--help"]) for argv in COMMANDS}
 found["serve"] = {" ".join(argv): run(argv) for argv in SERVE_COMMANDS}
 print(json.dumps(found))
@@ -64,6 +77,15 @@ def test_the_package_imports_without_extras_and_says_which_extra_an_optional_par
 ) -> None:
     assert found["has_dask"] is False and found["has_serve"] is False
     assert "pip install 'tsbatch[dask]'" in found["dask_error"]
+
+
+def test_without_the_fast_extra_asyncio_and_the_standard_json_serve(found: dict[str, Any]) -> None:
+    assert found["fallbacks"] == {
+        "loop": "asyncio",
+        "sync_loop": "asyncio.unix_events",
+        "json": {"a": [1, "\u00e9", None]},
+        "nan": "[nan]",
+    }
 
 
 @pytest.mark.parametrize("command", [" ".join(argv) for argv in COMMANDS])

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from tsbatch import _loop
+
 T = TypeVar("T")
 
 
@@ -23,7 +25,7 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(make())
+        return _loop.run(make())
     return _run_in_thread(make)
 
 
@@ -34,7 +36,7 @@ def _run_in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     state: dict[str, Any] = {}
 
     def target() -> None:
-        loop = asyncio.new_event_loop()
+        loop = _loop.new_event_loop()
         try:
             task = loop.create_task(make())
             state["loop"], state["task"] = loop, task

@@ -28,6 +28,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from tsbatch._errors import TorchServeConnectionError
 from tsbatch._policies import Timeouts, TLSConfig
@@ -84,6 +85,10 @@ class MockTransport:
         return None
 
 
+#: Parsed URLs kept per transport (a run uses a handful; paging through models, more).
+_URLS_KEPT = 256
+
+
 def _where(request: Request) -> str:
     parts = urlsplit(request.url)
     return f"{request.method} {parts.scheme}://{parts.netloc}{parts.path}"
@@ -100,6 +105,7 @@ class AiohttpTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
         self._closer: AsyncGenerator[None, None] | None = None
+        self._urls: dict[str, URL] = {}  # parsed once: a run sends many requests to a few URLs
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if self._tls.ca_bundle is not None:
@@ -126,6 +132,7 @@ class AiohttpTransport:
         session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self._timeouts.request, sock_connect=self._timeouts.connect),
+            cookie_jar=aiohttp.DummyCookieJar(),  # model servers set no cookies: none to look up per request
         )
         self._session, self._loop = session, loop
         self._slots = slots = asyncio.Semaphore(self._pool_size)
@@ -145,15 +152,18 @@ class AiohttpTransport:
         session, slots = await self._open()
         timeout = request.timeout
         limits = session.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        url = self._urls.get(request.url)
+        if url is None:
+            url = self._urls[request.url] = URL(request.url)
         try:
             async with (
                 slots,
                 session.request(
-                    request.method, request.url, data=request.body, headers=request.headers, timeout=limits
+                    request.method, url, data=request.body, headers=request.headers, timeout=limits
                 ) as reply,
             ):
                 body = await reply.read()
-                return Reply(reply.status, reply.reason or "", dict(reply.headers), body)
+                return Reply(reply.status, reply.reason or "", reply.headers, body)
         except TimeoutError as exc:
             limit = timeout if timeout is not None else self._timeouts.request
             raise TorchServeConnectionError(

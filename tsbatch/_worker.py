@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pandas as pd
 from prometheus_client import CollectorRegistry, start_http_server
 
+from tsbatch import _loop
 from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig, EngineConfig
 from tsbatch._engine import (
@@ -117,7 +118,7 @@ class WorkerRuntime:
         self.settings = settings
         self.registry = CollectorRegistry()
         self.metrics_port: int | None = None
-        self._loop = asyncio.new_event_loop()
+        self._loop = _loop.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tsbatch-worker", daemon=True)
         self._thread.start()
         self._client: TorchServeClient | None = None

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import get_args
 
+from tsbatch import _loop
 from tsbatch._config import ClientConfig
 from tsbatch._errors import JobOutage, JobOutputError, JobStopped
 from tsbatch._job import DEFAULT_STOP_TIMEOUT, Job, JobSummary
@@ -201,7 +202,7 @@ def _run_stoppable(job: Job, work: Callable[[], Awaitable[JobSummary]], timeout:
             loop.add_signal_handler(signum, on_signal, signum)
         return await work()
 
-    return asyncio.run(main())
+    return _loop.run(main())
 
 
 def print_summary(summary: JobSummary, *, as_json: bool = False) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tsbatch import _loop
 from tsbatch._cli._common import HelpFormatter, add_client_options, client_config
 from tsbatch._client import TorchServeClient
 
@@ -18,7 +18,7 @@ def _with_client(args: argparse.Namespace, use: Callable[[TorchServeClient], Awa
         async with TorchServeClient(config=client_config(args)) as client:
             return await use(client)
 
-    return asyncio.run(main())
+    return _loop.run(main())
 
 
 def _health(args: argparse.Namespace) -> int:

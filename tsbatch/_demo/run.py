@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.dataset as ds
 
+from tsbatch import _loop
 from tsbatch._config import ClientConfig
 from tsbatch._demo.scoring import Evaluation, evaluate
 from tsbatch._job import Job, JobSettings, JobSummary
@@ -36,7 +36,7 @@ def run_demo_job(server: LocalServer, data: Path, output: Path) -> DemoResult:
     settings = JobSettings(
         input=str(data), output=output, id_column="id", keep_columns=("label", "split"), overwrite=True
     )
-    summary = asyncio.run(Job(settings, config).run())
+    summary = _loop.run(Job(settings, config).run())
     table = ds.dataset(output, format="parquet").to_table(columns=["id", "label", "split", "pred_label"])
     rows = table.to_pylist()
     ok = [r for r in rows if r["pred_label"] is not None]

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from tsbatch import _json
 from tsbatch._errors import TorchServeInferenceError
 from tsbatch._transport import Reply
 from tsbatch._types import ModelInfo
@@ -109,7 +110,7 @@ def snippet(value: Any) -> str:
 def read_json(reply: Reply, model: str | None, version: str | None) -> Any:
     """The reply body as JSON, or a ``MalformedResponse`` quoting it."""
     try:
-        return json.loads(reply.body)
+        return _json.decode(reply.body)
     except ValueError:
         raise TorchServeInferenceError(
             f"reply is not JSON ({len(reply.body)} bytes): {snippet(reply.body)}",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from tsbatch import _json
 from tsbatch._errors import TorchServeAuthError, TorchServeInferenceError
 from tsbatch._protocols._base import (
     TOKEN_HINT,
@@ -60,7 +61,7 @@ class TorchServeProtocol:
 
     def predict(self, text: Input, model: str, version: str | None) -> Call:
         if not isinstance(text, str):  # a record of named inputs: a JSON object
-            body = json.dumps(dict(text)).encode("utf-8")
+            body = _json.encode(dict(text))
             return Call("inference", "POST", self._predictions(model, version), body, "application/json")
         return Call(
             "inference",
@@ -71,9 +72,7 @@ class TorchServeProtocol:
         )
 
     def predict_list(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
-        body = json.dumps({"instances": [t if isinstance(t, str) else dict(t) for t in texts]}).encode(
-            "utf-8"
-        )
+        body = _json.encode({"instances": [t if isinstance(t, str) else dict(t) for t in texts]})
         return Call("inference", "POST", self._predictions(model, version), body, "application/json")
 
     def read_output(self, reply: Reply, model: str, version: str | None) -> Any:

@@ -11,11 +11,11 @@ versions in the path: a version is refused.  Errors are ``{"error": "..."}``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from tsbatch import _json
 from tsbatch._errors import ConfigError, TorchServeInferenceError
 from tsbatch._protocols._base import Call, Input, error_reply, length_mismatch, malformed, read_json
 from tsbatch._transport import Reply
@@ -40,9 +40,7 @@ class V1Protocol:
         return self.predict_list([text], model, version)
 
     def predict_list(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
-        body = json.dumps({"instances": [t if isinstance(t, str) else dict(t) for t in texts]}).encode(
-            "utf-8"
-        )
+        body = _json.encode({"instances": [t if isinstance(t, str) else dict(t) for t in texts]})
         return Call("inference", "POST", f"{_model_path(model, version)}:predict", body, "application/json")
 
     def read_output(self, reply: Reply, model: str, version: str | None) -> Any:

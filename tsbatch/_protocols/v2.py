@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from tsbatch import _json
 from tsbatch._errors import TorchServeInferenceError
 from tsbatch._policies import Tensors
 from tsbatch._protocols._base import (
@@ -129,7 +130,7 @@ class V2Protocol:
             "inference",
             "POST",
             f"{_model_path(model, version)}/infer",
-            json.dumps(body).encode("utf-8"),
+            _json.encode(body),
             "application/json",
         )
 
