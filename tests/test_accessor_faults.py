@@ -7,12 +7,14 @@ import asyncio
 import json
 import signal
 import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+import tsbatch
 from tests.client_helpers import sample
 from tests.scripted_server import ScriptedServer, ServerThread, torchserve_error
 from tests.waiting import wait_for
@@ -61,6 +63,17 @@ def test_identical_texts_are_sent_once() -> None:
     predictions = [r for r in server.requests if r[1].startswith("/predictions")]
     assert len(predictions) == 3
     assert result["pred_label"].tolist() == ["len1", "len2", "len1", "len1", "len2", "len3"]
+
+
+def test_the_run_report_survives_pandas_operations_and_parquet_without_being_copied(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"text": [f"text {i}" for i in range(40)]})
+    result, _ = classify(frame, [answer_each], mode="list", batch_size=4)
+    report = result.attrs["tsbatch"]
+    derived = result[result["ts_status"] == "ok"].assign(upper=lambda f: f["pred_label"].str.upper())
+    assert derived.attrs["tsbatch"] is report  # pandas' deep copy of attrs costs nothing
+    assert len(tsbatch.run_report(derived).batches) == 10
+    result.to_parquet(tmp_path / "result.parquet")
+    assert tsbatch.run_report(pd.read_parquet(tmp_path / "result.parquet")) == tsbatch.run_report(result)
 
 
 def test_bisection_isolates_a_poison_text_that_fails_the_whole_list() -> None:

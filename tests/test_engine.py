@@ -55,7 +55,8 @@ def test_prepare_skips_missing_values_and_dedups() -> None:
     values = ["a", None, math.nan, "b", "a", float("nan"), "a"]
     prepared = prepare(values, max_length=100, options=ClassifyOptions())
     assert prepared.texts == ["a", "b"]
-    assert prepared.positions == [[0, 4, 6], [3]]
+    assert prepared.codes == [0, -1, -1, 1, 0, -1, 0]
+    assert prepared.counts == [3, 1]
     assert {p: o.status for p, o in prepared.fixed.items()} == {1: "skipped", 2: "skipped", 5: "skipped"}
 
 

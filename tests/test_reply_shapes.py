@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tsbatch import ClientConfig, ConfigError, MockTransport, Prediction, Reply, Request, TorchServeClient
+from tsbatch import (
+    ClientConfig,
+    ConfigError,
+    MockTransport,
+    Prediction,
+    Reply,
+    Request,
+    TorchServeClient,
+    TorchServeInferenceError,
+)
+from tsbatch._mapping import ReplyMapping
 
 TEXTS = ["a chess engine", "a web server"]
 CLASSES = ["games", "net", "admin"]
@@ -269,3 +280,34 @@ def test_inputs_that_cannot_work_are_refused_before_anything_is_sent(
 ) -> None:
     with pytest.raises(error, match=message):
         call(pd.DataFrame({"title": ["a"], "body": ["b"]}))
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        {"label": "games", "score": 0.9},
+        {"label": "games", "score": 1},
+        {"label": "games", "score": 1.5},
+        {"label": "games", "score": math.nan},
+        {"label": "", "score": 0.5},
+        {"label": 7, "score": 0.5},
+        {"label": "games", "score": True},
+        {"label": "games", "score": "0.9"},
+        {"label": "games", "other": 0.9},
+        {"games": 0.9, "net": 0.1},
+        '{"label": "games", "score": 0.9}',
+        "games",
+    ],
+)
+@pytest.mark.parametrize("reply", ["auto", "label_score"])
+def test_a_list_s_rows_are_read_as_one_row_is(output: Any, reply: Any) -> None:
+    mapping = ReplyMapping(reply)
+    try:
+        expected: Any = mapping.prediction(output, "demo", None)
+    except TorchServeInferenceError as exc:
+        expected = str(exc)
+    try:
+        got: Any = mapping.predictions([output], "demo", None)[0]
+    except TorchServeInferenceError as exc:
+        got = str(exc)
+    assert got == expected

@@ -65,6 +65,7 @@ class AsyncCircuitBreaker:
         self._epoch = 0
         self._opened_at = 0.0
         self._probes = 0
+        self._state = "closed"  # pybreaker's, as its listener last told it
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=policy.failure_threshold,
             reset_timeout=policy.recovery_timeout,
@@ -79,7 +80,7 @@ class AsyncCircuitBreaker:
     @property
     def state(self) -> str:
         """``"closed"``, ``"open"`` or ``"half_open"``."""
-        return str(self._breaker.current_state).replace("-", "_")
+        return self._state
 
     @property
     def failure_count(self) -> int:
@@ -89,7 +90,7 @@ class AsyncCircuitBreaker:
         # Called by pybreaker with its lock held.
         self._epoch += 1
         self._probes = 0
-        state = name.replace("-", "_")
+        self._state = state = name.replace("-", "_")
         if state == "open":
             self._opened_at = self._clock()
             self._metrics.breaker_trips.inc()

@@ -196,7 +196,7 @@ class TorchServeClient:
         check_texts(texts)
         mapping = ReplyMapping(reply, labels)
         outputs, name, info = await self._send(list(texts), single=False, model=model, version=version)
-        return BatchResult([mapping.prediction(o, name, version) for o in outputs], info)
+        return BatchResult(mapping.predictions(outputs, name, version), info)
 
     async def infer(
         self, text: Input, *, model: str | None = None, version: str | None = None

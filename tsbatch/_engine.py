@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -38,6 +39,8 @@ __all__ = ["EngineResult", "Progress", "Stopped", "classify_values"]
 
 #: Requests in flight when the model's info cannot be read.
 FALLBACK_CONCURRENCY = 32
+#: Values from which the plan is made in a thread, not on the event loop.
+PLAN_IN_THREAD = 4096
 
 
 def choose_mode(requested: Mode, info: ModelInfo | None) -> Literal["rows", "list"]:
@@ -98,6 +101,7 @@ async def classify_values(
     engine: EngineConfig | None = None,
     checked: Checked | None = None,
     task: Task = "classify",
+    all_sent: asyncio.Event | None = None,
 ) -> EngineResult:
     """Classify ``values`` (any objects; see the module docstring for what happens to each).
 
@@ -110,7 +114,8 @@ async def classify_values(
     no more; the run then raises :class:`Stopped` instead of returning.  A
     ``limit`` shared by several runs caps their requests in flight together.
     ``engine`` defaults to ``options.engine_config()`` (the environment's
-    settings with the options' numbers on top).
+    settings with the options' numbers on top).  ``all_sent`` is set once
+    every text has gone out for the first time (the run's tail is in flight).
     """
     progress = progress or Progress()
     if checked is None and len(values):
@@ -118,9 +123,16 @@ async def classify_values(
     info = checked.info if checked is not None else None
     engine = engine or options.engine_config()
     max_length = engine.max_text_length or (info.max_text_chars if info else None) or DEFAULT_MAX_TEXT_LENGTH
-    work = plan(
-        values, options, engine, max_length=max_length, class_count=len(info.classes or []) if info else None
+    planning = functools.partial(
+        plan,
+        values,
+        options,
+        engine,
+        max_length=max_length,
+        class_count=len(info.classes or []) if info else None,
     )
+    # A large plan is made in a thread: requests of other runs (a job's last part) keep flowing.
+    work = await asyncio.to_thread(planning) if len(values) >= PLAN_IN_THREAD else planning()
     prepared = work.prepared
     mode = choose_mode(options.mode, info)
     limit = limit or choose_limit(client, mode, engine, info)
@@ -129,14 +141,14 @@ async def classify_values(
     progress.total = max(progress.total, progress.done + len(values))
     progress.limit = started_with
     classes = info.classes if info is not None else None
-    run = Run(client, work, options, engine.row_attempts, progress, limit, classes, stop, task)
+    run = Run(client, work, options, engine.row_attempts, progress, limit, classes, stop, task, all_sent)
     for index in work.too_large:
         run.results[index] = RowOutcome(
             "error",
             error=f"text is larger than the batch limit of {engine.limits.max_bytes} bytes",
             error_kind="bad_input",
         )
-    decided = len(prepared.fixed) + sum(len(prepared.positions[i]) for i in work.too_large)
+    decided = len(prepared.fixed) + sum(prepared.counts[i] for i in work.too_large)
     progress.advance(decided, decided - sum(o.status == "skipped" for o in prepared.fixed.values()))
     await run.run(mode)
     if run.fatal is not None:
@@ -147,14 +159,15 @@ async def classify_values(
         unsent = run.settle_unsent()
         logger.warning("the run ended early: %s; %d rows not sent", run.outage, unsent)
 
-    rows: list[RowOutcome | None] = [None] * len(values)
-    for position, outcome in prepared.fixed.items():
-        rows[position] = outcome
-    for index, sent in enumerate(run.results):
-        assert sent is not None, "every sent text has an outcome"
-        for position in prepared.positions[index]:
-            rows[position] = _with_truncated(sent) if position in prepared.truncated else sent
-    assert all(row is not None for row in rows), "every input position has an outcome"
+    results = run.results
+    assert all(sent is not None for sent in results), "every sent text has an outcome"
+    # Every position holds a sent text (code >= 0) or was decided before sending (in fixed).
+    rows = [
+        results[code] if code >= 0 else prepared.fixed[position]
+        for position, code in enumerate(prepared.codes)
+    ]
+    for position in prepared.truncated:
+        rows[position] = _with_truncated(rows[position])  # type: ignore[arg-type]
     return EngineResult(
         rows=rows,  # type: ignore[arg-type]
         batches=run.records,

@@ -173,17 +173,32 @@ def result_frame(
     out = pd.concat([frame, added], axis=1)
     out.attrs = {
         **frame.attrs,
-        _REPORT_KEY: {
-            "model": result.model,
-            "version": result.version,
-            "mode": result.mode,
-            "concurrency": result.concurrency,
-            "adaptive": result.adaptive,
-            "outage": result.outage,
-            "batches": [dataclasses.asdict(record) for record in result.batches],
-        },
+        _REPORT_KEY: _Report(
+            model=result.model,
+            version=result.version,
+            mode=result.mode,
+            concurrency=result.concurrency,
+            adaptive=result.adaptive,
+            outage=result.outage,
+            batches=[dataclasses.asdict(record) for record in result.batches],
+        ),
     }
     return out
+
+
+class _Report(dict[str, Any]):
+    """The run report in ``attrs``: plain JSON data, never changed once made.
+
+    pandas deep-copies ``attrs`` in almost every operation on a frame; copying
+    this report (a record per batch) would cost more than the operation, so a
+    copy is the report itself.
+    """
+
+    def __copy__(self) -> _Report:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Report:
+        return self
 
 
 def run_report(result: pd.DataFrame | pd.Series) -> RunReport:

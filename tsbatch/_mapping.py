@@ -80,6 +80,24 @@ class ReplyMapping:
             raise malformed("output is no prediction tsbatch can read", output, model, version)
         return _READERS[shape](self, output, model, version)
 
+    def predictions(self, outputs: Sequence[Any], model: str | None, version: str | None) -> list[Prediction]:
+        """Each row's prediction, as :meth:`prediction` reads it; the common ``{"label", "score"}``
+        row is read inline, the rest through :meth:`prediction`."""
+        if self.shape not in ("auto", "label_score"):
+            return [self.prediction(output, model, version) for output in outputs]
+        read: list[Prediction] = []
+        append = read.append
+        for output in outputs:
+            if type(output) is dict and len(output) == 2:
+                label: Any = output.get("label")
+                score: Any = output.get("score")
+                kind = type(score)
+                if type(label) is str and label and (kind is float or kind is int) and 0.0 <= score <= 1.0:
+                    append(Prediction(label, float(score)))
+                    continue
+            append(self.prediction(output, model, version))
+        return read
+
 
 def _recognise(output: Any) -> ReplyShape | None:
     if _is_label(output):

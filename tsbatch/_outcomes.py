@@ -17,9 +17,10 @@ class Stopped(Exception):
     """The run was asked to stop before every text was sent."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RowOutcome:
-    """What happened to one input position."""
+    """What happened to one input position (one object may stand for several; never changed
+    once made)."""
 
     status: Literal["ok", "error", "skipped"]
     prediction: Prediction | None = None

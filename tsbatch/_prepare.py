@@ -65,7 +65,8 @@ Record = dict[str, str]
 @dataclass
 class Prepared:
     texts: list[str | Record]  # unique texts (or records), in order of first appearance
-    positions: list[list[int]]  # input positions of each unique text
+    codes: list[int]  # per input position: the index of its text, or -1 when decided before sending
+    counts: list[int]  # per unique text: how many input positions hold it
     fixed: dict[int, RowOutcome]  # positions decided before sending
     truncated: set[int]
 
@@ -119,26 +120,44 @@ def _record(
 def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions) -> Prepared:
     """Validate and de-duplicate ``values`` (texts, or records of several inputs); nothing is sent."""
     index_of: dict[Any, int] = {}
-    prepared = Prepared([], [], {}, set())
+    texts: list[str | Record] = []
+    counts: list[int] = []
+    codes: list[int] = []
+    fixed: dict[int, RowOutcome] = {}
+    truncated: set[int] = set()
     for position, value in enumerate(values):
-        checked = (
-            _record(value, options, max_length) if type(value) is dict else _text(value, options, max_length)
-        )
-        if isinstance(checked, RowOutcome):
-            prepared.fixed[position] = checked
-            continue
-        text, cut = checked
-        if cut:
-            prepared.truncated.add(position)
-        key = tuple(text.items()) if isinstance(text, dict) else text
+        # The common case, a short non-blank ASCII text, is checked inline.
+        if (
+            type(value) is str
+            and len(value) <= max_length
+            and value.isascii()
+            and value
+            and not value.isspace()
+        ):
+            key: Any = value
+        else:
+            checked = (
+                _record(value, options, max_length)
+                if type(value) is dict
+                else _text(value, options, max_length)
+            )
+            if isinstance(checked, RowOutcome):
+                fixed[position] = checked
+                codes.append(-1)
+                continue
+            value, cut = checked
+            if cut:
+                truncated.add(position)
+            key = tuple(value.items()) if type(value) is dict else value
         unique = index_of.get(key)
         if unique is None:
-            index_of[key] = len(prepared.texts)
-            prepared.texts.append(text)
-            prepared.positions.append([position])
+            unique = index_of[key] = len(texts)
+            texts.append(value)
+            counts.append(1)
         else:
-            prepared.positions[unique].append(position)
-    return prepared
+            counts[unique] += 1
+        codes.append(unique)
+    return Prepared(texts, codes, counts, fixed, truncated)
 
 
 def _size(text: str | Record) -> int:

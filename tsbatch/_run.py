@@ -1,7 +1,7 @@
 """The sending loop of a batch run: worker tasks, the concurrency limit, pauses and second tries.
 
-Worker tasks take a slot of the concurrency limit (:mod:`tsbatch._limit`),
-then the next row (or batch, in list mode), and send it until it has an
+Worker tasks take the next row (or batch, in list mode), then a place of the
+concurrency limit (:mod:`tsbatch._limit`), and send it until it has an
 outcome.  A failure that a retry may fix sends it again after a backoff; an
 open breaker pauses the worker (:mod:`tsbatch._outage`); a list failed by one
 of its texts is split in halves until the text is found.  A row becomes an
@@ -27,6 +27,7 @@ from tsbatch._errors import (
     TorchServeInferenceError,
 )
 from tsbatch._limit import ConcurrencyLimit
+from tsbatch._mapping import ReplyMapping
 from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import BatchRecord, Progress, RowOutcome, Task
 from tsbatch._prepare import Plan
@@ -79,6 +80,7 @@ class Run:
         classes: list[str] | None,
         stop: asyncio.Event | None,
         task: Task = "classify",
+        all_sent: asyncio.Event | None = None,
     ) -> None:
         self.client = client
         self.task = task
@@ -91,17 +93,19 @@ class Run:
         self.limit = limit
         self.classes = set(classes) if classes else None
         # A probability vector's class names: the options', else the model's own, in order.
-        self.labels = options.labels or classes
+        named = classes if classes and all(isinstance(c, str) for c in classes) else None
+        self.mapping = ReplyMapping(options.reply, options.labels or named)
         self.availability = client.availability
         self.retry_policy = client.config.retry
         self.outage: OutageError | None = None
         self.fatal: TorchServeError | None = None
         self.stop = stop or asyncio.Event()
+        self.all_sent = all_sent or asyncio.Event()
         self.results: list[RowOutcome | None] = [None] * len(prepared.texts)
         self.records = [
             BatchRecord(
                 batch_id=b,
-                rows=sum(len(prepared.positions[i]) for i in batch),
+                rows=sum(prepared.counts[i] for i in batch),
                 bytes=size,
             )
             for b, (batch, size) in enumerate(zip(batches, sizes, strict=True))
@@ -124,10 +128,10 @@ class Run:
     ) -> None:
         record = self.records[batch_id]
         rows = errors = 0
-        positions = self.prepared.positions
+        counts = self.prepared.counts
         for index, outcome in zip(indexes, outcomes, strict=True):
             self.results[index] = outcome
-            count = len(positions[index])
+            count = counts[index]
             rows += count
             if outcome.status == "error":
                 errors += count
@@ -150,13 +154,14 @@ class Run:
         single = mode == "rows"
 
         async def worker() -> None:
-            while True:
-                sent_at = await self.limit.acquire()
-                item = None if self.finished else next(items, None)
+            # The item is taken before a place in flight: once every item is taken, no worker
+            # waits for a place any more, so runs that share the limit never wait on each other.
+            while not self.finished:
+                item = next(items, None)
                 if item is None:
-                    self.limit.release(sent_at)
-                    return
-                await self._send(item[0], item[1], sent_at, single=single)
+                    break
+                await self._send(item[0], item[1], None, single=single)
+            self.all_sent.set()
 
         units = len(self.prepared.texts) if single else len(self.batches)
         reporter = asyncio.ensure_future(self._report()) if self.progress.on_update else None
@@ -231,45 +236,43 @@ class Run:
                 latency=call.latency_s if call.attempts == 1 else None,
             )
             tried.count(call.attempts, record)
-            latency = call.latency_s * 1000
-            outcomes = [self._outcome(p, batch_id, tried.attempts, latency) for p in predictions]
+            outcomes = self._outcomes(predictions, batch_id, tried.attempts, call.latency_s * 1000)
             self.settle(batch_id, indexes, outcomes, tried.retries)
             return
 
     async def _call(self, texts: list[Input], single: bool) -> tuple[list[Any], CallInfo]:
-        options, labels = self.options, self.labels
-        if self.task == "predict":
-            client = self.client
-            raw = await (
-                client.infer(texts[0], model=options.model, version=options.version)
-                if single
-                else client.infer_batch(texts, model=options.model, version=options.version)
-            )
-            return raw.outputs, raw.call
-        if single:
-            one = await self.client.predict(
-                texts[0], model=options.model, version=options.version, reply=options.reply, labels=labels
-            )
-            return [one.prediction], one.call
-        many = await self.client.predict_batch(
-            texts, model=options.model, version=options.version, reply=options.reply, labels=labels
+        """One request for ``texts`` (already checked by :mod:`tsbatch._prepare`): their
+        predictions, or their raw outputs for the ``predict`` task."""
+        options = self.options
+        outputs, name, call = await self.client._send(
+            texts, single=single, model=options.model, version=options.version
         )
-        return many.predictions, many.call
-
-    def _outcome(self, prediction: Any, batch_id: int, attempts: int, latency_ms: float) -> RowOutcome:
         if self.task == "predict":
-            return RowOutcome("ok", None, None, batch_id, attempts, latency_ms, output=prediction)
-        if self.classes is not None and prediction.label not in self.classes:
-            return RowOutcome(
+            return outputs, call
+        return self.mapping.predictions(outputs, name, options.version), call
+
+    def _outcomes(
+        self, predictions: list[Any], batch_id: int, attempts: int, latency_ms: float
+    ) -> list[RowOutcome]:
+        if self.task == "predict":
+            return [
+                RowOutcome("ok", None, None, batch_id, attempts, latency_ms, output=p) for p in predictions
+            ]
+        classes = self.classes
+        return [
+            RowOutcome("ok", p, None, batch_id, attempts, latency_ms)
+            if classes is None or p.label in classes
+            else RowOutcome(
                 "error",
-                error=f"label {prediction.label!r} is not one of the model's classes: "
-                f"{snippet({'label': prediction.label, 'score': prediction.score})}",
+                error=f"label {p.label!r} is not one of the model's classes: "
+                f"{snippet({'label': p.label, 'score': p.score})}",
                 batch_id=batch_id,
                 attempts=attempts,
                 latency_ms=latency_ms,
                 error_kind="bad_reply",
             )
-        return RowOutcome("ok", prediction, None, batch_id, attempts, latency_ms)
+            for p in predictions
+        ]
 
     def _reason(self, error: TorchServeError, tried: _Tried) -> str:
         """An error row's message: the error, and that the row's attempts ran out when they did."""
@@ -340,4 +343,4 @@ class Run:
                 self.settle(
                     batch_id, waiting, [dataclasses.replace(outcome, batch_id=batch_id)] * len(waiting), 0
                 )
-        return sum(len(self.prepared.positions[i]) for i in unsent)
+        return sum(self.prepared.counts[i] for i in unsent)
