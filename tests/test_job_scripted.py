@@ -183,8 +183,20 @@ def test_a_job_killed_at_chosen_points_resumes_with_every_row_once(tmp_path: Pat
             held.clear()
             held.update(f"text {i}" for i in range(100 * part, 100 * part + 100))
             received_held.clear()
+            earlier = {f"part-{i:05d}.parquet" for i in range(part)}
             with running_job(source, output, server.url, *options) as job:
-                wait_for(lambda: bool(received_held) or job.poll() is not None, f"part {part} to be sent")
+                # Parts are pipelined: the part's rows are sent while the one before finishes.
+                wait_for(
+                    lambda: (
+                        (
+                            bool(received_held)
+                            and (output / "_manifest.json").exists()
+                            and recorded() >= earlier
+                        )
+                        or job.poll() is not None
+                    ),
+                    f"part {part} to be sent and the parts before it recorded",
+                )
                 assert job.poll() is None, job.communicate()[1]
                 job.kill()
 
@@ -192,7 +204,7 @@ def test_a_job_killed_at_chosen_points_resumes_with_every_row_once(tmp_path: Pat
         kill_while_part_is_sent(1)
         assert recorded() == {"part-00000.parquet"}
         assert not (output / "part-00001.parquet").exists()
-        # Killed between two parts: part 1 recorded, part 2 not begun.
+        # Killed while part 2 is being classified: part 1 recorded, part 2 not written.
         kill_while_part_is_sent(2)
         assert recorded() == {"part-00000.parquet", "part-00001.parquet"}
         # Killed while part 2 was being written: a half-written temporary file, or a whole

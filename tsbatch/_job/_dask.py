@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,7 +92,7 @@ class DaskEngine:
 
     async def parts(
         self, job: Job, client: TorchServeClient, files: list[Path], manifest: Manifest
-    ) -> AsyncIterator[PartResult]:
+    ) -> AsyncGenerator[PartResult, None]:
         pieces = plan_pieces(files, job.settings.rows_per_part)
         todo = [p for p in pieces if part_name(p.index) not in manifest.parts]
         if not todo:
@@ -123,7 +123,7 @@ class DaskEngine:
 
     async def _results(
         self, dask: Client, pieces: list[Piece], job: Job, worker: WorkerSettings, manifest: Manifest
-    ) -> AsyncIterator[PartResult]:
+    ) -> AsyncGenerator[PartResult, None]:
         """Results as parts finish; a stop request cancels what is left and raises :class:`JobStopped`."""
         futures = dask.map(
             classify_piece,

@@ -18,6 +18,7 @@ empty input gives one empty part with the full schema.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -187,11 +188,13 @@ class Job:
         model, version = self.settings.classify.model or self.config.model, self.settings.classify.version
         async with TorchServeClient(config=self.config, registry=self.metrics.registry) as client:
             await self.open_output(client, manifest)
-            async for part in self.engine.parts(self, client, files, manifest):
-                if part.outage is not None:
-                    raise JobOutage(self.outage_message(manifest, part.outage))
-                self.record_part(manifest, part)
-                model, version = part.model, part.version
+            # Closed on the way out, so that no part's run outlives the client.
+            async with contextlib.aclosing(self.engine.parts(self, client, files, manifest)) as parts:
+                async for part in parts:
+                    if part.outage is not None:
+                        raise JobOutage(self.outage_message(manifest, part.outage))
+                    self.record_part(manifest, part)
+                    model, version = part.model, part.version
         if manifest.total_rows == 0 and not manifest.parts:
             self.record_part(manifest, self._empty_part(files, model or self.config.model))
         remove_temporary_files(self.settings.output)
