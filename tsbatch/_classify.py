@@ -15,6 +15,7 @@ from tsbatch._config import ClientConfig
 from tsbatch._engine import classify_values
 from tsbatch._errors import ClassificationError, InputValidationError
 from tsbatch._frame import check_no_collision, failures, result_frame
+from tsbatch._heap import earlier_objects_frozen
 from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import Task
 from tsbatch._progress import progress_bar, progress_enabled
@@ -91,13 +92,16 @@ async def aclassify_frame(
     try:
         enabled = progress_enabled(options.progress)
         what = column if inputs is None else ", ".join(map(str, inputs.values()))
-        with progress_bar(enabled, f"{task} {what}", lambda: active.breaker_state) as progress:
+        with (
+            earlier_objects_frozen(),
+            progress_bar(enabled, f"{task} {what}", lambda: active.breaker_state) as progress,
+        ):
             values = _values(frame, column, inputs)
             result = await classify_values(active, values, options, progress, task=task)
+            out = result_frame(frame, result, prefix=options.prefix, include_scores=options.include_scores)
     finally:
         if owned:
             await active.aclose()
-    out = result_frame(frame, result, prefix=options.prefix, include_scores=options.include_scores)
     failed = failures(out)
     if options.errors == "raise" and len(failed):
         cause = result.outage or f"first: {failed['ts_error'].iloc[0]}"

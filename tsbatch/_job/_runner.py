@@ -36,6 +36,7 @@ from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig
 from tsbatch._errors import JobInputError, JobOutage, OutageError
 from tsbatch._frame import BATCH_DTYPES
+from tsbatch._heap import earlier_objects_frozen
 from tsbatch._job._engines import PandasEngine, PartEngine
 from tsbatch._job._files import (
     check_output,
@@ -179,6 +180,10 @@ class Job:
 
     async def run(self) -> JobSummary:
         """Classify every part not yet written, then write the side files."""
+        with earlier_objects_frozen():
+            return await self._run()
+
+    async def _run(self) -> JobSummary:
         files, manifest = self.prepare()
         self._prepared = None  # a later run checks again
         self.stop = asyncio.Event()  # of this run's event loop
@@ -193,12 +198,13 @@ class Job:
                 async for part in parts:
                     if part.outage is not None:
                         raise JobOutage(self.outage_message(manifest, part.outage))
-                    self.record_part(manifest, part)
+                    # Files written and fsynced in a thread: the loop keeps sending meanwhile.
+                    await asyncio.to_thread(self.record_part, manifest, part)
                     model, version = part.model, part.version
         if manifest.total_rows == 0 and not manifest.parts:
             self.record_part(manifest, self._empty_part(files, model or self.config.model))
         remove_temporary_files(self.settings.output)
-        return self.finish(manifest, time.monotonic() - started, model, version)
+        return await asyncio.to_thread(self.finish, manifest, time.monotonic() - started, model, version)
 
     async def open_output(self, client: TorchServeClient, manifest: Manifest) -> None:
         """Check the server, then make OUTPUT ready: cleared or resumed, manifest written.
