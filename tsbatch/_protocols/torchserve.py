@@ -10,6 +10,7 @@ workers, queue and (``?customized=true``) the handler's own description.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -55,7 +56,9 @@ def _description(entry: dict[str, Any]) -> dict[str, Any] | None:
 class TorchServeProtocol:
     """TorchServe's inference and management APIs."""
 
-    def _predictions(self, model: str, version: str | None) -> str:
+    @staticmethod
+    @functools.lru_cache(maxsize=64)  # quoted once per model and version, not per request
+    def _predictions(model: str, version: str | None) -> str:
         path = f"/predictions/{quote(model, safe='')}"
         return f"{path}/{quote(version, safe='')}" if version else path
 
