@@ -5,10 +5,13 @@ Targets:
 * ``demo``: the demo model on a local TorchServe started here (server-side
   batching on, token auth on);
 * ``null``: nginx from Debian on loopback answering a fixed JSON reply (a list
-  of exactly the batch size on ``/predictions/nulllist``), to show each
-  client's own ceiling.  Needs ``apt-get install nginx-light``.
+  of exactly ``--list-size`` predictions on ``/predictions/nulllist``), to
+  show each client's own ceiling.  Needs ``apt-get install nginx-light``.
 
-Each contender runs in its own process, so peak memory is its own.  Printed:
+Each contender runs in its own process, so peak memory is its own; its input
+(a list of texts, or a DataFrame for tsbatch) is made before the clock starts.
+``aiohttp-uvloop`` is the bare loop on uvloop; ``tsbatch-rows-asyncio`` is
+tsbatch on asyncio's own loop (``TSBATCH_EVENT_LOOP=asyncio``).  Printed:
 rows/s, client CPU seconds per 10k rows, peak RSS, and ratios.
 
     python benchmarks/bench_classify.py --target demo --rows 3000
@@ -36,8 +39,16 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data_samples" / "debian_descriptions.parquet"
-NULL_LIST_SIZE = 512
-CONTENDERS = ["sequential", "threads32", "aiohttp", "tsbatch-rows", "tsbatch-list"]
+NULL_LIST_SIZE = 64
+CONTENDERS = [
+    "sequential",
+    "threads32",
+    "aiohttp",
+    "aiohttp-uvloop",
+    "tsbatch-rows-asyncio",
+    "tsbatch-rows",
+    "tsbatch-list",
+]
 
 
 def texts(rows: int) -> list[str]:
@@ -73,7 +84,7 @@ def run_threads(target: dict[str, Any], items: list[str]) -> None:
         list(pool.map(one, items))
 
 
-def run_aiohttp(target: dict[str, Any], items: list[str]) -> None:
+def run_aiohttp(target: dict[str, Any], items: list[str], *, uvloop: bool = False) -> None:
     import aiohttp
 
     async def main() -> None:
@@ -91,11 +102,16 @@ def run_aiohttp(target: dict[str, Any], items: list[str]) -> None:
 
             await asyncio.gather(*(one(t) for t in items))
 
-    asyncio.run(main())
+    if uvloop:
+        import uvloop as fast
+
+        with asyncio.Runner(loop_factory=fast.new_event_loop) as runner:
+            runner.run(main())
+    else:
+        asyncio.run(main())
 
 
-def run_tsbatch(target: dict[str, Any], items: list[str], mode: str) -> None:
-    import pandas as pd
+def run_tsbatch(target: dict[str, Any], frame: Any, mode: str) -> None:
     from prometheus_client import CollectorRegistry
 
     import tsbatch
@@ -113,7 +129,6 @@ def run_tsbatch(target: dict[str, Any], items: list[str], mode: str) -> None:
         options["concurrency"] = target["concurrency_" + mode]
     if mode == "list":
         options["batch_size"] = target["list_batch"]
-    frame = pd.DataFrame({"text": items})
     result = frame.ts.classify("text", config=config, registry=CollectorRegistry(), **options)
     failed = int((result["ts_status"] != "ok").sum())
     if failed:
@@ -124,20 +139,27 @@ RUNNERS: dict[str, Callable[[dict[str, Any], list[str]], None]] = {
     "sequential": run_sequential,
     "threads32": run_threads,
     "aiohttp": run_aiohttp,
-    "tsbatch-rows": lambda target, items: run_tsbatch(target, items, "rows"),
-    "tsbatch-list": lambda target, items: run_tsbatch(target, items, "list"),
+    "aiohttp-uvloop": lambda target, items: run_aiohttp(target, items, uvloop=True),
+    "tsbatch-rows-asyncio": lambda target, frame: run_tsbatch(target, frame, "rows"),
+    "tsbatch-rows": lambda target, frame: run_tsbatch(target, frame, "rows"),
+    "tsbatch-list": lambda target, frame: run_tsbatch(target, frame, "list"),
 }
 
 
 def child(name: str, target_file: str, rows: int) -> None:
     import aiohttp  # noqa: F401  (imports are not part of the timed run)
-    import pandas  # noqa: F401
+    import pandas
     import requests  # noqa: F401
+    import uvloop  # noqa: F401
 
     import tsbatch  # noqa: F401
 
     target = json.loads(Path(target_file).read_text())
-    items = texts(rows)
+    items: Any = texts(rows)
+    if name.startswith("tsbatch"):
+        items = pandas.DataFrame({"text": items})
+        if name.endswith("-asyncio"):
+            os.environ["TSBATCH_EVENT_LOOP"] = "asyncio"
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     RUNNERS[name](target, items)
@@ -187,14 +209,14 @@ def start_demo(workdir: Path) -> tuple[dict[str, Any], Callable[[], None]]:
     return target, lambda: local.stop(settings.run_dir)
 
 
-def start_null(workdir: Path) -> tuple[dict[str, Any], Callable[[], None]]:
+def start_null(workdir: Path, list_size: int = NULL_LIST_SIZE) -> tuple[dict[str, Any], Callable[[], None]]:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         raise SystemExit("nginx not found: apt-get install nginx-light")
     (port,) = _free_ports(1)
     compact = {"separators": (",", ":")}
     one = json.dumps({"label": "n", "score": 1}, **compact)  # type: ignore[arg-type]
-    many = json.dumps([{"label": "n", "score": 1}] * NULL_LIST_SIZE, **compact)  # type: ignore[arg-type]
+    many = json.dumps([{"label": "n", "score": 1}] * list_size, **compact)  # type: ignore[arg-type]
     (workdir / "logs").mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)  # nginx workers drop privileges and must read the reply file
     (workdir / "replies").mkdir()
@@ -234,7 +256,7 @@ http {{
         "management": base,
         "model": "null",
         "list_model": "nulllist",
-        "list_batch": NULL_LIST_SIZE,
+        "list_batch": list_size,
         "headers": {"Content-Type": "text/plain"},
         "concurrency": 64,
         "concurrency_rows": 64,
@@ -282,6 +304,12 @@ def main() -> None:
         default=None,
         help="rows for the slow sequential loop (default: --rows)",
     )
+    parser.add_argument(
+        "--list-size",
+        type=int,
+        default=NULL_LIST_SIZE,
+        help="texts in a list request to the null server (default: %(default)s)",
+    )
     parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=CONTENDERS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--target-file", help=argparse.SUPPRESS)
@@ -293,7 +321,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tsbatch-bench-") as tmp:
         workdir = Path(tmp)
         print(f"target: {args.target}; starting it ...")
-        target, stop = (start_demo if args.target == "demo" else start_null)(workdir)
+        if args.target == "null" and args.rows % args.list_size:
+            parser.error(f"--rows must be a multiple of --list-size ({args.list_size}) for the null server")
+        target, stop = start_demo(workdir) if args.target == "demo" else start_null(workdir, args.list_size)
         try:
             target_file = workdir / "target.json"
             target_file.write_text(json.dumps(target))
@@ -325,6 +355,8 @@ def main() -> None:
         ("tsbatch-rows", "threads32"),
         ("tsbatch-list", "threads32"),
         ("tsbatch-rows", "aiohttp"),
+        ("tsbatch-rows-asyncio", "aiohttp"),
+        ("tsbatch-rows", "aiohttp-uvloop"),
         ("tsbatch-list", "tsbatch-rows"),
     ]:
         if a in rate and b in rate:
