@@ -107,8 +107,8 @@ def main() -> None:
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             frames = stack.split(";")
-            # Only the classify call: leave out start-up, imports and reading the texts.
-            if not any("run_tsbatch" in f for f in frames):
+            # Only the classify call (and the threads it starts): leave out start-up and imports.
+            if not any("run_tsbatch" in f or group(f).startswith("tsbatch/") for f in frames):
                 continue
             samples = int(count)
             total += samples

@@ -42,6 +42,18 @@ def test_a_text_larger_than_a_batch_is_set_aside() -> None:
     assert batches == [[0]] and too_large == [1]
 
 
+@pytest.mark.parametrize("max_bytes", [10_000, 120], ids=["rows decide", "bytes decide"])
+def test_batches_hold_whole_texts_and_say_their_utf8_size(max_bytes: int) -> None:
+    texts = [("é" if i % 3 else "a") * (1 + i % 7) for i in range(50)]
+    batches, sizes, too_large = plan_batches(
+        texts, EngineConfig(limits=BatchLimits(max_rows=8, max_bytes=max_bytes)), 2
+    )
+    assert [i for batch in batches for i in batch] == list(range(50)) and not too_large
+    assert sizes == [sum(len(texts[i].encode()) for i in batch) for batch in batches]
+    assert all(len(batch) <= 8 for batch in batches)
+    assert all(size + 8 * len(batch) <= max_bytes for size, batch in zip(sizes, batches, strict=True))
+
+
 def test_every_text_lands_in_exactly_one_batch() -> None:
     texts = [f"text {i} " + "y" * (i % 37) for i in range(1000)]
     batches, _, too_large = plan_batches(

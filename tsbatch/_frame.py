@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import pandas as pd
 
 from tsbatch._engine import EngineResult
 from tsbatch._errors import InputValidationError
-from tsbatch._outcomes import Task
+from tsbatch._outcomes import RowOutcome, Task
 
 #: Per-row metadata columns and their dtypes.
 META_DTYPES: dict[str, str] = {
@@ -122,6 +123,18 @@ def output_column(values: list[Any], index: pd.Index) -> pd.Series:
     return pd.Series(texts, index=index, dtype="string")
 
 
+def _field(rows: list[RowOutcome], name: str) -> list[Any]:
+    return list(map(operator.attrgetter(name), rows))
+
+
+def _column(values: list[Any], index: pd.Index, dtype: str) -> pd.Series:
+    """``values`` as a column of ``dtype``; one value on every row (``ok``, no error) is
+    broadcast, which pandas does without looking at each row."""
+    if dtype != "object" and values and values.count(values[0]) == len(values):
+        return pd.Series(pd.NA if values[0] is None else values[0], index=index, dtype=dtype)
+    return pd.Series(values, index=index, dtype=dtype)
+
+
 def check_no_collision(
     columns: Sequence[Any], prefix: str, include_scores: bool, task: Task = "classify"
 ) -> None:
@@ -143,21 +156,18 @@ def result_frame(
     if result.task == "predict":
         columns: dict[str, Any] = {f"{prefix}output": [r.output for r in rows]}
     else:
-        columns = {
-            f"{prefix}label": [r.prediction.label if r.prediction else None for r in rows],
-            f"{prefix}score": [r.prediction.score if r.prediction else None for r in rows],
-        }
+        columns = {f"{prefix}label": _field(rows, "label"), f"{prefix}score": _field(rows, "score")}
         if include_scores:
-            columns[f"{prefix}scores"] = [r.prediction.scores if r.prediction else None for r in rows]
+            columns[f"{prefix}scores"] = _field(rows, "scores")
     columns.update(
         {
-            "ts_status": [r.status for r in rows],
-            "ts_error": [r.error for r in rows],
-            "ts_error_kind": [r.error_kind for r in rows],
-            "ts_batch_id": [r.batch_id for r in rows],
-            "ts_attempts": [r.attempts for r in rows],
-            "ts_latency_ms": [r.latency_ms for r in rows],
-            "ts_truncated": [r.truncated for r in rows],
+            "ts_status": _field(rows, "status"),
+            "ts_error": _field(rows, "error"),
+            "ts_error_kind": _field(rows, "error_kind"),
+            "ts_batch_id": _field(rows, "batch_id"),
+            "ts_attempts": _field(rows, "attempts"),
+            "ts_latency_ms": _field(rows, "latency_ms"),
+            "ts_truncated": _field(rows, "truncated"),
         }
     )
     dtypes = {**prediction_dtypes(prefix, include_scores, result.task), **META_DTYPES}
@@ -165,7 +175,7 @@ def result_frame(
         {
             name: output_column(values, frame.index)
             if name == f"{prefix}output"
-            else pd.Series(values, index=frame.index, dtype=dtypes[name])
+            else _column(values, frame.index, dtypes[name])
             for name, values in columns.items()
         },
         index=frame.index,
@@ -180,7 +190,8 @@ def result_frame(
             concurrency=result.concurrency,
             adaptive=result.adaptive,
             outage=result.outage,
-            batches=[dataclasses.asdict(record) for record in result.batches],
+            # Every field is a number or a string: no deep copy (dataclasses.asdict's) needed.
+            batches=[{name: getattr(record, name) for name in BATCH_DTYPES} for record in result.batches],
         ),
     }
     return out
@@ -214,7 +225,7 @@ def run_report(result: pd.DataFrame | pd.Series) -> RunReport:
 
 def batch_metrics(result: pd.DataFrame) -> pd.DataFrame:
     """Per-batch metrics of a classify result, one row per batch (write it next to the predictions)."""
-    records = [dataclasses.asdict(r) for r in run_report(result).batches]
+    records = [{name: getattr(r, name) for name in BATCH_DTYPES} for r in run_report(result).batches]
     frame = pd.DataFrame(records, columns=list(BATCH_DTYPES))
     for name in ("started_at", "ended_at"):
         frame[name] = pd.to_datetime(frame[name], unit="s", utc=True)

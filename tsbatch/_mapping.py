@@ -81,11 +81,15 @@ class ReplyMapping:
         return _READERS[shape](self, output, model, version)
 
     def predictions(self, outputs: Sequence[Any], model: str | None, version: str | None) -> list[Prediction]:
-        """Each row's prediction, as :meth:`prediction` reads it; the common ``{"label", "score"}``
-        row is read inline, the rest through :meth:`prediction`."""
+        """Each row's prediction, as :meth:`prediction` reads it."""
+        return [Prediction(*row) for row in self.rows(outputs, model, version)]
+
+    def rows(self, outputs: Sequence[Any], model: str | None, version: str | None) -> list[Scored]:
+        """Each row's prediction as (label, score, scores), as :meth:`prediction` reads it; the
+        common ``{"label", "score"}`` row is read inline, with no object made for it."""
         if self.shape not in ("auto", "label_score"):
-            return [self.prediction(output, model, version) for output in outputs]
-        read: list[Prediction] = []
+            return [_scored(self.prediction(output, model, version)) for output in outputs]
+        read: list[Scored] = []
         append = read.append
         for output in outputs:
             if type(output) is dict and len(output) == 2:
@@ -93,10 +97,18 @@ class ReplyMapping:
                 score: Any = output.get("score")
                 kind = type(score)
                 if type(label) is str and label and (kind is float or kind is int) and 0.0 <= score <= 1.0:
-                    append(Prediction(label, float(score)))
+                    append((label, float(score), None))
                     continue
-            append(self.prediction(output, model, version))
+            append(_scored(self.prediction(output, model, version)))
         return read
+
+
+#: One row's prediction as (label, score, scores).
+Scored = tuple[str, float | None, dict[str, float] | None]
+
+
+def _scored(prediction: Prediction) -> Scored:
+    return prediction.label, prediction.score, prediction.scores
 
 
 def _recognise(output: Any) -> ReplyShape | None:

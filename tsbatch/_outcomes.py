@@ -23,7 +23,9 @@ class RowOutcome:
     once made)."""
 
     status: Literal["ok", "error", "skipped"]
-    prediction: Prediction | None = None
+    label: str | None = None
+    score: float | None = None
+    scores: dict[str, float] | None = None
     error: str | None = None
     batch_id: int | None = None
     attempts: int | None = None
@@ -31,6 +33,11 @@ class RowOutcome:
     truncated: bool = False
     error_kind: str | None = None  # one of tsbatch._resilience.ERROR_KINDS
     output: Any = None  # the raw output, for the "predict" task
+
+    @property
+    def prediction(self) -> Prediction | None:
+        """The row's prediction, if it has one."""
+        return Prediction(self.label, self.score, self.scores) if self.label is not None else None
 
 
 @dataclass(slots=True)

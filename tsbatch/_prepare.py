@@ -8,6 +8,7 @@ distinct text once.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,8 +121,8 @@ def _record(
 def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions) -> Prepared:
     """Validate and de-duplicate ``values`` (texts, or records of several inputs); nothing is sent."""
     index_of: dict[Any, int] = {}
+    known = index_of.setdefault
     texts: list[str | Record] = []
-    counts: list[int] = []
     codes: list[int] = []
     fixed: dict[int, RowOutcome] = {}
     truncated: set[int] = set()
@@ -149,14 +150,15 @@ def prepare(values: Sequence[Any], *, max_length: int, options: ClassifyOptions)
             if cut:
                 truncated.add(position)
             key = tuple(value.items()) if type(value) is dict else value
-        unique = index_of.get(key)
-        if unique is None:
-            unique = index_of[key] = len(texts)
+        unique = known(key, len(texts))
+        if unique == len(texts):  # a text not seen before
             texts.append(value)
-            counts.append(1)
-        else:
-            counts[unique] += 1
         codes.append(unique)
+    if len(texts) == len(codes) - len(fixed):  # every text distinct
+        counts = [1] * len(texts)
+    else:
+        counted = Counter(codes)
+        counts = [counted[unique] for unique in range(len(texts))]
     return Prepared(texts, codes, counts, fixed, truncated)
 
 
@@ -177,13 +179,22 @@ def plan_batches(
     limits = engine.limits
     per_reply = _REPLY_BASE_BYTES + _REPLY_BYTES_PER_CLASS * (class_count or _UNKNOWN_CLASS_COUNT)
     max_rows = max(1, min(limits.max_rows, limits.max_reply_bytes // per_reply))
+    text_sizes = [len(t) if type(t) is str and t.isascii() else _size(t) for t in texts]
+    if text_sizes and max_rows * (max(text_sizes) + _LIST_ITEM_OVERHEAD) <= limits.max_bytes:
+        # Not even max_rows of the largest text reach the byte limit: cut by rows alone.
+        starts = range(0, len(texts), max_rows)
+        return (
+            [list(range(start, min(start + max_rows, len(texts)))) for start in starts],
+            [sum(text_sizes[start : start + max_rows]) for start in starts],
+            [],
+        )
     batches: list[list[int]] = []
     sizes: list[int] = []
     too_large: list[int] = []
     current: list[int] = []
     size = 0
-    for index, text in enumerate(texts):
-        item = _size(text) + _LIST_ITEM_OVERHEAD
+    for index, text_size in enumerate(text_sizes):
+        item = text_size + _LIST_ITEM_OVERHEAD
         if item > limits.max_bytes:
             too_large.append(index)
             continue

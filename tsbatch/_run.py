@@ -249,29 +249,30 @@ class Run:
         )
         if self.task == "predict":
             return outputs, call
-        return self.mapping.predictions(outputs, name, options.version), call
+        return self.mapping.rows(outputs, name, options.version), call
 
     def _outcomes(
         self, predictions: list[Any], batch_id: int, attempts: int, latency_ms: float
     ) -> list[RowOutcome]:
         if self.task == "predict":
             return [
-                RowOutcome("ok", None, None, batch_id, attempts, latency_ms, output=p) for p in predictions
+                RowOutcome("ok", batch_id=batch_id, attempts=attempts, latency_ms=latency_ms, output=p)
+                for p in predictions
             ]
         classes = self.classes
         return [
-            RowOutcome("ok", p, None, batch_id, attempts, latency_ms)
-            if classes is None or p.label in classes
+            RowOutcome("ok", label, score, scores, None, batch_id, attempts, latency_ms)
+            if classes is None or label in classes
             else RowOutcome(
                 "error",
-                error=f"label {p.label!r} is not one of the model's classes: "
-                f"{snippet({'label': p.label, 'score': p.score})}",
+                error=f"label {label!r} is not one of the model's classes: "
+                f"{snippet({'label': label, 'score': score})}",
                 batch_id=batch_id,
                 attempts=attempts,
                 latency_ms=latency_ms,
                 error_kind="bad_reply",
             )
-            for p in predictions
+            for label, score, scores in predictions
         ]
 
     def _reason(self, error: TorchServeError, tried: _Tried) -> str:
