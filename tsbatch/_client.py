@@ -145,17 +145,19 @@ class TorchServeClient:
 
     # -- limits of requests in flight, for batch runs ------------------------
 
-    def adaptive_limit(self, key: tuple[str, str, str], initial: int, ceiling: int) -> ConcurrencyLimit:
+    def adaptive_limit(
+        self, key: tuple[str, str, str], initial: int, ceiling: int, *, keep: int = 1
+    ) -> ConcurrencyLimit:
         """The adaptive limit of requests in flight shared by runs on this client for ``key``
         (model, version, mode): made from ``initial`` on first use; later runs keep what it
-        has learned of the server and take the new ``ceiling``."""
+        has learned of the server and take the new ``ceiling`` and ``keep``."""
         limit = self._limits.get(key)
         if limit is None:
             limit = self._limits[key] = ConcurrencyLimit(
-                initial, ceiling=ceiling, clock=self._clock, gauge=self._metrics.concurrency_limit
+                initial, ceiling=ceiling, keep=keep, clock=self._clock, gauge=self._metrics.concurrency_limit
             )
         else:
-            limit.ceiling = ceiling
+            limit.ceiling, limit.keep = ceiling, keep
         return limit
 
     def fixed_limit(self, concurrency: int) -> ConcurrencyLimit:

@@ -88,7 +88,8 @@ def choose_limit(
     ceiling = engine.max_concurrency or client.config.pool_size
     initial = min(choose_concurrency(mode, None, info), ceiling)
     key = (info.name if info else "", info.version if info else "", mode)
-    return client.adaptive_limit(key, initial, ceiling)
+    # Half the estimate fills each server batch once; latency alone never takes the limit lower.
+    return client.adaptive_limit(key, initial, ceiling, keep=max(1, initial // 2))
 
 
 async def classify_values(

@@ -10,7 +10,9 @@ Netflix's concurrency-limits:
   above :data:`LATENCY_TOLERANCE` times its floor plus :data:`LATENCY_SLACK`.
   The floor is a low percentile of the latencies seen lately, which for a
   batching server is about one batch's time: the latency rises well above it
-  only when requests queue up;
+  only when requests queue up.  Latency alone never takes it below ``keep``
+  (enough requests to fill the server's batches): below that, the server's
+  batches would wait for requests, so latency says little there;
 - it shrinks at most once per round trip: a signal from a request sent before
   the last decrease describes the old limit and is ignored;
 - near the limit at which the server last said "overloaded" it grows
@@ -59,12 +61,14 @@ class ConcurrencyLimit:
         initial: int,
         *,
         ceiling: int | None = None,
+        keep: int = 1,
         adaptive: bool = True,
         clock: Clock = time.monotonic,
         gauge: Gauge | None = None,
     ) -> None:
         self.ceiling = max(1, initial if ceiling is None else ceiling)
         self.adaptive = adaptive
+        self.keep = keep
         self._value = float(min(max(1, initial), self.ceiling))
         self._clock = clock
         self._gauge = gauge
@@ -123,10 +127,13 @@ class ConcurrencyLimit:
             before = self.limit
             if latency is not None:
                 self._note(latency)
-            if overload or self._too_slow():
-                if sent_at >= self._decreased_at:
+            slow = not overload and self._too_slow()
+            # Latency alone never takes the limit below keep; an overload signal can.
+            lowest = float(min(self.keep, self.ceiling)) if slow else 1.0
+            if overload or slow:
+                if sent_at >= self._decreased_at and self._value > lowest:
                     self._overloaded_at_limit = self._value
-                    self._value = max(1.0, self._value * DECREASE)
+                    self._value = max(lowest, self._value * DECREASE)
                     self._decreased_at = self._clock()
                     self._recent = None  # judge the new limit by its own latencies
             elif latency is not None and 2 * (self._in_flight + 1) >= self._value:
