@@ -294,7 +294,7 @@ class TorchServeClient:
         self._metrics.duration.labels("health").observe(latency)
         # Predictions speak for the connection: a health check only does while none were sent lately.
         if self._clock() - self._sender.predicted_at > self.config.health.interval:
-            self._metrics.connection_status.set(0 if status == "Unreachable" else 1)
+            self._sender.show_connection(status != "Unreachable")
         healthy = error is None and status == "Healthy"
         # The server answered (an auth problem is not ill health): a probe may go out now.
         # A failed check never counts against the breaker: health is a hint, predictions decide.

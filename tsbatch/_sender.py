@@ -64,6 +64,7 @@ class Sender:
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         #: When a prediction request last got through to the server or failed to.
         self.predicted_at = -math.inf
+        self._shown_up: bool | None = None
 
     def request(self, call: Call, timeout: float | None = None) -> Request:
         """The HTTP request for ``call``: the API's base URL, the token, the content type."""
@@ -176,8 +177,14 @@ class Sender:
         children[0].inc()
         children[1].observe(seconds)
         if api == "inference":
-            self._metrics.connection_status.set(1 if connected else 0)
+            self.show_connection(connected)
             self.predicted_at = self._clock()
+
+    def show_connection(self, up: bool) -> None:
+        """Set ``torchserve_connection_status``; the gauge is only touched when it changes."""
+        if up is not self._shown_up:
+            self._shown_up = up
+            self._metrics.connection_status.set(1 if up else 0)
 
     async def _exchange(self, method: str, call: Call) -> Reply:
         """Send once, reading the key file again once if the server refuses the key."""
