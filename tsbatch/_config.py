@@ -34,7 +34,11 @@ variable                               setting                     default
 ``TSBATCH_ROW_ATTEMPTS``               requests a row may fail     10
                                        before it is an error
 ``MAX_TEXT_LENGTH``                    longest text, characters    the model's own, else 100,000
+``TSBATCH_EVENT_LOOP``                 loop of the sync API, jobs  ``auto``: uvloop if installed
+                                       and Dask workers            (``uvloop``, ``asyncio``)
 =====================================  ==========================  ==============================
+
+``TSBATCH_EVENT_LOOP`` is read where a loop is made (:mod:`tsbatch._loop`).
 """
 
 from __future__ import annotations
