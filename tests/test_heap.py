@@ -1,18 +1,21 @@
-"""During a run, full garbage collections skip the objects made before it; after it, nothing stays frozen."""
+"""During a run the collector skips older objects and collects young ones less often; after it, as before."""
 
 from __future__ import annotations
 
 import gc
 import threading
 
-from tsbatch._heap import earlier_objects_frozen
+from tsbatch._heap import YOUNG_THRESHOLD, collector_tuned_for_run
 
 
 def test_objects_made_before_a_run_are_frozen_during_it_and_given_back_after() -> None:
     assert gc.get_freeze_count() == 0
-    with earlier_objects_frozen():
+    before = gc.get_threshold()
+    with collector_tuned_for_run():
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
 
 
 def test_overlapping_runs_keep_the_freeze_until_the_last_ends() -> None:
@@ -20,14 +23,14 @@ def test_overlapping_runs_keep_the_freeze_until_the_last_ends() -> None:
     release = threading.Event()
 
     def other_run() -> None:
-        with earlier_objects_frozen():
+        with collector_tuned_for_run():
             first_in.set()
             release.wait(10)
 
     other = threading.Thread(target=other_run)
     other.start()
     assert first_in.wait(10)
-    with earlier_objects_frozen():
+    with collector_tuned_for_run():
         pass
     assert gc.get_freeze_count() > 0  # the other run still goes on
     release.set()
@@ -40,7 +43,7 @@ def test_garbage_made_during_a_run_is_still_collected() -> None:
         def __init__(self) -> None:
             self.me = self
 
-    with earlier_objects_frozen():
+    with collector_tuned_for_run():
         made = [Cycle() for _ in range(100)]
         del made
         assert gc.collect() >= 100

@@ -15,7 +15,7 @@ from tsbatch._config import ClientConfig
 from tsbatch._engine import classify_values
 from tsbatch._errors import ClassificationError, InputValidationError
 from tsbatch._frame import check_no_collision, failures, result_frame
-from tsbatch._heap import earlier_objects_frozen
+from tsbatch._heap import collector_tuned_for_run
 from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import Task
 from tsbatch._progress import progress_bar, progress_enabled
@@ -93,7 +93,7 @@ async def aclassify_frame(
         enabled = progress_enabled(options.progress)
         what = column if inputs is None else ", ".join(map(str, inputs.values()))
         with (
-            earlier_objects_frozen(),
+            collector_tuned_for_run(),
             progress_bar(enabled, f"{task} {what}", lambda: active.breaker_state) as progress,
         ):
             values = _values(frame, column, inputs)

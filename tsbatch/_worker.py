@@ -33,6 +33,7 @@ from tsbatch._engine import (
     choose_mode,
     classify_values,
 )
+from tsbatch._heap import collector_tuned_for_run
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import Task
@@ -135,15 +136,16 @@ class WorkerRuntime:
         """Classify ``values`` through this process's client, within its share of requests in flight."""
         client, limit, checked = await self._ready()
         settings = self.settings
-        return await classify_values(
-            client,
-            values,
-            settings.options,
-            limit=limit,
-            engine=settings.engine,
-            checked=checked,
-            task=settings.task,
-        )
+        with collector_tuned_for_run():
+            return await classify_values(
+                client,
+                values,
+                settings.options,
+                limit=limit,
+                engine=settings.engine,
+                checked=checked,
+                task=settings.task,
+            )
 
     async def _ready(self) -> tuple[TorchServeClient, ConcurrencyLimit, Checked]:
         # Runs on the loop thread only: the client is built before any await, and

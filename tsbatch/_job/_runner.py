@@ -36,7 +36,7 @@ from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig
 from tsbatch._errors import JobInputError, JobOutage, OutageError
 from tsbatch._frame import BATCH_DTYPES
-from tsbatch._heap import earlier_objects_frozen
+from tsbatch._heap import collector_tuned_for_run
 from tsbatch._job._engines import PandasEngine, PartEngine
 from tsbatch._job._files import (
     check_output,
@@ -180,7 +180,7 @@ class Job:
 
     async def run(self) -> JobSummary:
         """Classify every part not yet written, then write the side files."""
-        with earlier_objects_frozen():
+        with collector_tuned_for_run():
             return await self._run()
 
     async def _run(self) -> JobSummary:
