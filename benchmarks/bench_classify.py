@@ -305,6 +305,12 @@ def main() -> None:
         help="rows for the slow sequential loop (default: --rows)",
     )
     parser.add_argument(
+        "--list-rows",
+        type=int,
+        default=None,
+        help="rows for list mode, which runs too briefly at --rows for a steady rate (default: --rows)",
+    )
+    parser.add_argument(
         "--list-size",
         type=int,
         default=NULL_LIST_SIZE,
@@ -321,15 +327,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tsbatch-bench-") as tmp:
         workdir = Path(tmp)
         print(f"target: {args.target}; starting it ...")
-        if args.target == "null" and args.rows % args.list_size:
-            parser.error(f"--rows must be a multiple of --list-size ({args.list_size}) for the null server")
+        if args.target == "null" and (args.rows % args.list_size or (args.list_rows or 0) % args.list_size):
+            parser.error(f"--rows and --list-rows must be multiples of --list-size ({args.list_size})")
         target, stop = start_demo(workdir) if args.target == "demo" else start_null(workdir, args.list_size)
         try:
             target_file = workdir / "target.json"
             target_file.write_text(json.dumps(target))
             results = {}
             for name in args.only:
-                rows = args.sequential_rows if name == "sequential" and args.sequential_rows else args.rows
+                rows = args.rows
+                if name == "sequential" and args.sequential_rows:
+                    rows = args.sequential_rows
+                if name == "tsbatch-list" and args.list_rows:
+                    rows = args.list_rows
                 command = [sys.executable, __file__, "--child", name, "--target-file", str(target_file)]
                 done = subprocess.run(
                     [*command, "--rows", str(rows)],
