@@ -88,8 +88,9 @@ def choose_limit(
     ceiling = engine.max_concurrency or client.config.pool_size
     initial = min(choose_concurrency(mode, None, info), ceiling)
     key = (info.name if info else "", info.version if info else "", mode)
-    # Half the estimate fills each server batch once; latency alone never takes the limit lower.
-    return client.adaptive_limit(key, initial, ceiling, keep=max(1, initial // 2))
+    # The estimate keeps the server's batches full and its queue short: latency, which rises
+    # by design when the next batch waits queued, never takes the limit below it.
+    return client.adaptive_limit(key, initial, ceiling, keep=initial)
 
 
 async def classify_values(

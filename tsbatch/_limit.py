@@ -11,8 +11,8 @@ Netflix's concurrency-limits:
   The floor is a low percentile of the latencies seen lately, which for a
   batching server is about one batch's time: the latency rises well above it
   only when requests queue up.  Latency alone never takes it below ``keep``
-  (enough requests to fill the server's batches): below that, the server's
-  batches would wait for requests, so latency says little there;
+  (the estimate from the model's batching, which keeps one batch queued
+  behind the one running, so its latency is high by design);
 - it shrinks at most once per round trip: a signal from a request sent before
   the last decrease describes the old limit and is ignored;
 - near the limit at which the server last said "overloaded" it grows
