@@ -113,7 +113,8 @@ class PandasEngine:
                     return
                 oldest = running[0]
                 assert oldest.run is not None
-                if reading is not None and len(running) < PARTS_AHEAD:
+                if reading is not None and len(running) < PARTS_AHEAD and not job.stop.is_set():
+                    # Wake when the oldest part ends or the newest has sent everything.
                     sent = asyncio.ensure_future(running[-1].all_sent.wait())
                     await asyncio.wait((oldest.run, sent), return_when=asyncio.FIRST_COMPLETED)
                     sent.cancel()
