@@ -6,6 +6,7 @@ nothing but the object it wraps.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, Unpack
 
@@ -16,11 +17,13 @@ from tsbatch._classify import aclassify_frame, check_call
 from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig
 from tsbatch._connection import with_connection
-from tsbatch._options import AccessorKwargs, read_kwargs
+from tsbatch._options import AccessorKwargs, ClassifyOptions, read_kwargs
 from tsbatch._outcomes import Task
+from tsbatch._rerun import aretry_failed
 from tsbatch._sync import run_sync
 
 _FRAME_ARGS = ("inputs", "config", "registry")
+_OPTION_FIELDS = frozenset(field.name for field in dataclasses.fields(ClassifyOptions))
 _ASYNC_ARGS = ("inputs", "client", "config", "registry")
 
 
@@ -95,6 +98,37 @@ class FrameAccessor:
         return await _aclassify(
             self._frame, column, inputs, "DataFrame.ts.aclassify", client, config, registry, kwargs
         )
+
+    def retry_failed(
+        self,
+        *,
+        config: ClientConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Unpack[AccessorKwargs],
+    ) -> pd.DataFrame:
+        """On a frame :meth:`classify` or :meth:`predict` returned: send its ``error`` rows again,
+        with the same options unless given here (``prefix`` and ``include_scores`` stay), and
+        return the whole frame with those rows replaced; their batches get new ids after the
+        frame's last, and :func:`~tsbatch.batch_metrics` lists every batch."""
+        _, connection = read_kwargs("DataFrame.ts.retry_failed", kwargs, _FRAME_ARGS)
+        overrides = {k: v for k, v in kwargs.items() if k in _OPTION_FIELDS}
+        config = _connected(config, connection)
+        frame = self._frame
+        return run_sync(lambda: aretry_failed(frame, overrides, config=config, registry=registry))
+
+    async def aretry_failed(
+        self,
+        *,
+        client: TorchServeClient | None = None,
+        config: ClientConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Unpack[AccessorKwargs],
+    ) -> pd.DataFrame:
+        """The async form of :meth:`retry_failed`; may reuse an open ``client``."""
+        _, connection = read_kwargs("DataFrame.ts.aretry_failed", kwargs, _ASYNC_ARGS)
+        overrides = {k: v for k, v in kwargs.items() if k in _OPTION_FIELDS}
+        config = _connected(config, connection, client)
+        return await aretry_failed(self._frame, overrides, client=client, config=config, registry=registry)
 
     async def apredict(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -98,7 +99,18 @@ async def aclassify_frame(
         ):
             values = _values(frame, column, inputs)
             result = await classify_values(active, values, options, progress, task=task)
-            out = result_frame(frame, result, prefix=options.prefix, include_scores=options.include_scores)
+            call = {
+                "column": column,
+                "inputs": dict(inputs) if inputs is not None else None,
+                "task": task,
+                "options": {
+                    **dataclasses.asdict(options),
+                    "labels": list(options.labels) if options.labels is not None else None,
+                },
+            }
+            out = result_frame(
+                frame, result, prefix=options.prefix, include_scores=options.include_scores, call=call
+            )
     finally:
         if owned:
             await active.aclose()

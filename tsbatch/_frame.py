@@ -50,6 +50,9 @@ class RunReport:
     the limit when it ended); ``outage`` says why the run ended early, if the
     server stayed unavailable for the whole outage budget.
 
+    ``call`` records how the frame was asked for (the column or inputs, the
+    task and the options), so that its failed rows can be sent again.
+
     ``result.attrs["tsbatch"]`` holds it as plain JSON-able data, so pandas can
     copy, compare and write it to Parquet metadata; :func:`run_report` reads it.
     """
@@ -61,6 +64,7 @@ class RunReport:
     batches: tuple[BatchMetrics, ...]
     adaptive: bool = False
     outage: str | None = None
+    call: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,7 +73,7 @@ class RunReport:
     def from_dict(cls, data: dict[str, Any]) -> RunReport:
         batches = tuple(BatchMetrics(**b) for b in data["batches"])
         fields = ("model", "version", "mode", "concurrency", "adaptive", "outage")
-        return cls(batches=batches, **{name: data[name] for name in fields})
+        return cls(batches=batches, call=data.get("call"), **{name: data[name] for name in fields})
 
 
 @dataclass(frozen=True)
@@ -149,9 +153,15 @@ def check_no_collision(
 
 
 def result_frame(
-    frame: pd.DataFrame, result: EngineResult, *, prefix: str, include_scores: bool
+    frame: pd.DataFrame,
+    result: EngineResult,
+    *,
+    prefix: str,
+    include_scores: bool,
+    call: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """``frame`` (same index and columns) plus predictions and per-row metadata."""
+    """``frame`` (same index and columns) plus predictions and per-row metadata; ``call``
+    (see :class:`RunReport`) goes into the run report."""
     rows = result.rows
     if result.task == "predict":
         columns: dict[str, Any] = {f"{prefix}output": [r.output for r in rows]}
@@ -192,6 +202,7 @@ def result_frame(
             outage=result.outage,
             # Every field is a number or a string: no deep copy (dataclasses.asdict's) needed.
             batches=[{name: getattr(record, name) for name in BATCH_DTYPES} for record in result.batches],
+            call=call,
         ),
     }
     return out
