@@ -306,3 +306,13 @@ def test_the_demo_runs_while_8080_is_taken_and_prints_its_results_before_stoppin
     assert lines[-2].startswith("test split: ") and lines[-1] == "stopped the TorchServe this demo started"
     rows = pq.read_metadata(DEFAULT_DATA).num_rows
     assert any(line.startswith(f"{rows} rows in ") for line in lines)
+
+
+def test_a_failed_start_quotes_the_log_and_the_console_where_java_says_why(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "ts_log.log").write_text("line 1\n[WARN ] ConfigManager - any URL\n")
+    (logs / "console.log").write_text("starting\njava.net.BindException: Address already in use\n")
+    tail = local._log_tail(tmp_path)
+    assert "[WARN ] ConfigManager - any URL" in tail
+    assert "java.net.BindException: Address already in use" in tail

@@ -213,12 +213,14 @@ def _ready(server: LocalServer) -> bool:
 
 
 def _log_tail(run_dir: Path, lines: int = 5) -> str:
+    """The last lines of TorchServe's log and of its console (where Java prints why it stopped)."""
+    tails = []
     for name in ("logs/ts_log.log", "logs/console.log"):
         path = run_dir / name
         if path.is_file() and path.stat().st_size:
             tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
-            return f"; last lines of {path}:\n" + "\n".join(tail)
-    return ""
+            tails.append(f"; last lines of {path}:\n" + "\n".join(tail))
+    return "".join(tails)
 
 
 def start(settings: ServeSettings | None = None, say: Callable[[str], None] = print) -> LocalServer:
