@@ -169,6 +169,16 @@ def child(name: str, target_file: str, rows: int) -> None:
     print(json.dumps({"rows": rows, "seconds": seconds, "cpu": cpu, "peak_mb": _peak_rss_mb()}))
 
 
+def run_child(name: str, command: list[str]) -> dict[str, Any]:
+    """Run one contender's child process (no progress bar) and read the JSON of its last line."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "TSBATCH_PROGRESS": "0"}
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def _peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's before exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -180,7 +190,8 @@ def _peak_rss_mb() -> float:
 # -- targets ------------------------------------------------------------------------
 
 
-def start_demo(workdir: Path) -> tuple[dict[str, Any], Callable[[], None]]:
+def start_demo(workdir: Path, max_batch_delay_ms: int = 10) -> tuple[dict[str, Any], Callable[[], None]]:
+    """The demo model on a local TorchServe (batch size 32, token auth on)."""
     from tsbatch._serve import local
 
     ports = _free_ports(3)
@@ -190,7 +201,7 @@ def start_demo(workdir: Path) -> tuple[dict[str, Any], Callable[[], None]]:
         management_port=ports[1],
         metrics_port=ports[2],
         batch_size=32,
-        max_batch_delay_ms=10,
+        max_batch_delay_ms=max_batch_delay_ms,
     )
     server = local.start(settings, say=lambda line: print(f"  {line}"))
     token = server.inference_token()
@@ -341,16 +352,7 @@ def main() -> None:
                 if name == "tsbatch-list" and args.list_rows:
                     rows = args.list_rows
                 command = [sys.executable, __file__, "--child", name, "--target-file", str(target_file)]
-                done = subprocess.run(
-                    [*command, "--rows", str(rows)],
-                    capture_output=True,
-                    text=True,
-                    env={**os.environ, "TSBATCH_PROGRESS": "0"},
-                )
-                if done.returncode != 0:
-                    raise SystemExit(f"{name} failed:\n{done.stderr[-2000:]}")
-                results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-                r = results[name]
+                r = results[name] = run_child(name, [*command, "--rows", str(rows)])
                 print(
                     f"  {name:<13} {r['rows']:>7} rows  {r['rows'] / r['seconds']:>9.0f} rows/s  "
                     f"{r['cpu'] / r['rows'] * 10_000:>6.2f} CPU s/10k rows  {r['peak_mb']:>6.0f} MB peak"

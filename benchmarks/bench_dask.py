@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from bench_classify import NULL_LIST_SIZE, _peak_rss_mb, start_demo, start_null, texts
+from bench_classify import NULL_LIST_SIZE, _peak_rss_mb, run_child, start_demo, start_null, texts
 
 CONTENDERS = {"pandas": 0, "dask-1": 1, "dask-2": 2}
 
@@ -139,12 +137,7 @@ def main() -> None:
                     "--rows-per-part",
                     str(args.rows_per_part),
                 ]
-                done = subprocess.run(
-                    command, capture_output=True, text=True, env={**os.environ, "TSBATCH_PROGRESS": "0"}
-                )
-                if done.returncode != 0:
-                    raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-                r = results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+                r = results[name] = run_child(name, command)
                 if r["failed"]:
                     raise SystemExit(f"{name}: {r['failed']} rows failed")
                 workers = ", ".join(f"{mb:.0f}" for mb in r["workers_mb"]) or "-"

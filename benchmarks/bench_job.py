@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_classify import NULL_LIST_SIZE, _peak_rss_mb, start_demo, start_null, texts
+from bench_classify import NULL_LIST_SIZE, _peak_rss_mb, run_child, start_demo, start_null, texts
 
 CONTENDERS = ["accessor", "job-serial", "job"]
 
@@ -209,15 +207,7 @@ def main() -> None:
             (workdir / "target.json").write_text(json.dumps(target))
             for name in args.only:
                 command = [sys.executable, __file__, "--child", name, "--workdir", str(workdir)]
-                done = subprocess.run(
-                    [*command, "--rows-per-part", str(args.rows_per_part)],
-                    capture_output=True,
-                    text=True,
-                    env={**os.environ, "TSBATCH_PROGRESS": "0"},
-                )
-                if done.returncode != 0:
-                    raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-                r = results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+                r = results[name] = run_child(name, [*command, "--rows-per-part", str(args.rows_per_part)])
                 answers[name] = labels(workdir / name)
                 if "lag_ms" in r:
                     extra = "  loop lag p50 {:.1f} / p99 {:.1f} / max {:.1f} ms".format(*r["lag_ms"])

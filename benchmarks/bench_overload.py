@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -91,7 +89,7 @@ def main() -> None:
     from tsbatch._serve import local
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from bench_classify import _free_ports
+    from bench_classify import _free_ports, run_child
 
     with tempfile.TemporaryDirectory(prefix="tsbatch-overload-") as tmp:
         inference, management, metrics = _free_ports(3)
@@ -115,15 +113,7 @@ def main() -> None:
                 order = CONTENDERS if repeat % 2 == 0 else CONTENDERS[::-1]
                 for name in order:
                     command = [sys.executable, __file__, "--child", name, "--target", target]
-                    done = subprocess.run(
-                        [*command, "--rows", str(args.rows)],
-                        capture_output=True,
-                        text=True,
-                        env={**os.environ, "TSBATCH_PROGRESS": "0"},
-                    )
-                    if done.returncode != 0:
-                        raise SystemExit(f"{name} failed:\n{done.stderr[-2000:]}")
-                    r = json.loads(done.stdout.strip().splitlines()[-1])
+                    r = run_child(name, [*command, "--rows", str(args.rows)])
                     rate = r["rows"] / r["seconds"]
                     best[name] = max(best.get(name, 0.0), rate)
                     print(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_classify import _free_ports, texts
+from bench_classify import run_child, start_demo, texts
 
 CONTENDERS = [
     "wrk-rows",
@@ -82,29 +81,6 @@ function done(summary, latency, requests)
     io.write(string.format("TSBATCH_ERRORS %d\\n", total))
 end
 """
-
-
-def start_torchserve(workdir: Path) -> tuple[dict[str, Any], Any]:
-    from tsbatch._serve import local
-
-    ports = _free_ports(3)
-    settings = local.ServeSettings(
-        run_dir=workdir / "torchserve",
-        inference_port=ports[0],
-        management_port=ports[1],
-        metrics_port=ports[2],
-        batch_size=32,
-        max_batch_delay_ms=5,
-    )
-    server = local.start(settings, say=lambda line: print(f"  {line}"))
-    target = {
-        "base": server.inference_url,
-        "management": server.management_url,
-        "url": f"{server.inference_url}/predictions/demo",
-        "token": server.inference_token(),
-        "management_token": server.management_token(),
-    }
-    return target, lambda: local.stop(settings.run_dir)
 
 
 def bodies(items: list[str], list_size: int | None) -> list[bytes]:
@@ -259,7 +235,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tsbatch-bench-ts-") as tmp:
         workdir = Path(tmp)
         print("starting TorchServe with the demo model ...")
-        target, stop = start_torchserve(workdir)
+        target, stop = start_demo(workdir, max_batch_delay_ms=5)
         results: dict[str, dict[str, Any]] = {}
         try:
             (workdir / "target.json").write_text(json.dumps(target))
@@ -267,12 +243,7 @@ def main() -> None:
                 command = [sys.executable, __file__, "--child", name, "--workdir", str(workdir)]
                 for flag in ("rows", "seconds", "rows_concurrency", "list_size", "list_concurrency"):
                     command += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-                done = subprocess.run(
-                    command, capture_output=True, text=True, env={**os.environ, "TSBATCH_PROGRESS": "0"}
-                )
-                if done.returncode != 0:
-                    raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
-                r = results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+                r = results[name] = run_child(name, command)
                 note = f"  {r['errors']} non-200" if "errors" in r else f"  {r.get('setting', '')}"
                 print(f"  {name:<19} {r['rows_per_s']:>8.0f} rows/s{note}")
         finally:
