@@ -37,6 +37,19 @@ def _connected(
     return with_connection(config, **connection)
 
 
+def _retry_args(
+    method: str,
+    kwargs: Mapping[str, Any],
+    others: tuple[str, ...],
+    config: ClientConfig | None,
+    client: TorchServeClient | None = None,
+) -> tuple[dict[str, Any], ClientConfig | None]:
+    """The options a retry changes (only those given) and where the server is."""
+    _, connection = read_kwargs(method, kwargs, others)
+    overrides = {k: v for k, v in kwargs.items() if k in _OPTION_FIELDS}
+    return overrides, _connected(config, connection, client)
+
+
 @pd.api.extensions.register_dataframe_accessor("ts")
 class FrameAccessor:
     """``df.ts.classify("text")``: classify a text column with a served model."""
@@ -110,9 +123,7 @@ class FrameAccessor:
         with the same options unless given here (``prefix`` and ``include_scores`` stay), and
         return the whole frame with those rows replaced; their batches get new ids after the
         frame's last, and :func:`~tsbatch.batch_metrics` lists every batch."""
-        _, connection = read_kwargs("DataFrame.ts.retry_failed", kwargs, _FRAME_ARGS)
-        overrides = {k: v for k, v in kwargs.items() if k in _OPTION_FIELDS}
-        config = _connected(config, connection)
+        overrides, config = _retry_args("DataFrame.ts.retry_failed", kwargs, _FRAME_ARGS, config)
         frame = self._frame
         return run_sync(lambda: aretry_failed(frame, overrides, config=config, registry=registry))
 
@@ -125,9 +136,7 @@ class FrameAccessor:
         **kwargs: Unpack[AccessorKwargs],
     ) -> pd.DataFrame:
         """The async form of :meth:`retry_failed`; may reuse an open ``client``."""
-        _, connection = read_kwargs("DataFrame.ts.aretry_failed", kwargs, _ASYNC_ARGS)
-        overrides = {k: v for k, v in kwargs.items() if k in _OPTION_FIELDS}
-        config = _connected(config, connection, client)
+        overrides, config = _retry_args("DataFrame.ts.aretry_failed", kwargs, _ASYNC_ARGS, config, client)
         return await aretry_failed(self._frame, overrides, client=client, config=config, registry=registry)
 
     async def apredict(

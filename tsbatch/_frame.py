@@ -127,6 +127,12 @@ def output_column(values: list[Any], index: pd.Index) -> pd.Series:
     return pd.Series(texts, index=index, dtype="string")
 
 
+def _batch_row(record: Any) -> dict[str, Any]:
+    """A batch's record (or metrics) as a dict of its fields: numbers and strings, so no deep
+    copy (``dataclasses.asdict``'s) is needed."""
+    return {name: getattr(record, name) for name in BATCH_DTYPES}
+
+
 def _field(rows: list[RowOutcome], name: str) -> list[Any]:
     return list(map(operator.attrgetter(name), rows))
 
@@ -200,8 +206,7 @@ def result_frame(
             concurrency=result.concurrency,
             adaptive=result.adaptive,
             outage=result.outage,
-            # Every field is a number or a string: no deep copy (dataclasses.asdict's) needed.
-            batches=[{name: getattr(record, name) for name in BATCH_DTYPES} for record in result.batches],
+            batches=[_batch_row(record) for record in result.batches],
             call=call,
         ),
     }
@@ -236,7 +241,7 @@ def run_report(result: pd.DataFrame | pd.Series) -> RunReport:
 
 def batch_metrics(result: pd.DataFrame) -> pd.DataFrame:
     """Per-batch metrics of a classify result, one row per batch (write it next to the predictions)."""
-    records = [{name: getattr(r, name) for name in BATCH_DTYPES} for r in run_report(result).batches]
+    records = [_batch_row(r) for r in run_report(result).batches]
     frame = pd.DataFrame(records, columns=list(BATCH_DTYPES))
     for name in ("started_at", "ended_at"):
         frame[name] = pd.to_datetime(frame[name], unit="s", utc=True)
