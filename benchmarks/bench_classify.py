@@ -97,7 +97,9 @@ def run_aiohttp(target: dict[str, Any], items: list[str], *, uvloop: bool = Fals
                     limit,
                     session.post(target["url"], data=text.encode(), headers=target["headers"]) as r,
                 ):
-                    json.loads(await r.read())
+                    answer = json.loads(await r.read())
+                    if "label" in target and answer["label"] != target["label"]:
+                        raise SystemExit(f"got {answer['label']!r}, not the null label {target['label']!r}")
                     r.raise_for_status()
 
             await asyncio.gather(*(one(t) for t in items))
@@ -133,6 +135,8 @@ def run_tsbatch(target: dict[str, Any], frame: Any, mode: str) -> None:
     failed = int((result["ts_status"] != "ok").sum())
     if failed:
         raise SystemExit(f"{failed} rows failed: {result['ts_error'].dropna().iloc[0]}")
+    if "label" in target and (result["pred_label"] != target["label"]).any():  # the null server's answer
+        raise SystemExit(f"some rows did not get the null server's label {target['label']!r}")
 
 
 RUNNERS: dict[str, Callable[[dict[str, Any], list[str]], None]] = {
@@ -272,6 +276,7 @@ http {{
         "concurrency": 64,
         "concurrency_rows": 64,
         "concurrency_list": 4,
+        "label": "n",  # every row's right answer
     }
 
     def stop() -> None:
