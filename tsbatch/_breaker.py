@@ -65,6 +65,8 @@ class AsyncCircuitBreaker:
         self._epoch = 0
         self._opened_at = 0.0
         self._probes = 0
+        #: Times the breaker opened since it was made (a run reports its own share).
+        self.openings = 0
         self._state = "closed"  # pybreaker's, as its listener last told it
         self._breaker = pybreaker.CircuitBreaker(
             fail_max=policy.failure_threshold,
@@ -93,6 +95,7 @@ class AsyncCircuitBreaker:
         self._state = state = name.replace("-", "_")
         if state == "open":
             self._opened_at = self._clock()
+            self.openings += 1
             self._metrics.breaker_trips.inc()
         self._metrics.breaker_state.set(BREAKER_STATE_VALUES[state])
         self._changed()

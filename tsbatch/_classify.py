@@ -18,7 +18,7 @@ from tsbatch._errors import ClassificationError, InputValidationError
 from tsbatch._frame import check_no_collision, failures, result_frame
 from tsbatch._heap import collector_tuned_for_run
 from tsbatch._options import ClassifyOptions
-from tsbatch._outcomes import Task
+from tsbatch._outcomes import Interrupted, Task
 from tsbatch._progress import progress_bar, progress_enabled
 
 logger = logging.getLogger("tsbatch")
@@ -98,7 +98,6 @@ async def aclassify_frame(
             progress_bar(enabled, f"{task} {what}", lambda: active.breaker_state) as progress,
         ):
             values = _values(frame, column, inputs)
-            result = await classify_values(active, values, options, progress, task=task)
             call = {
                 "column": column,
                 "inputs": dict(inputs) if inputs is not None else None,
@@ -108,6 +107,18 @@ async def aclassify_frame(
                     "labels": list(options.labels) if options.labels is not None else None,
                 },
             }
+            try:
+                result = await classify_values(active, values, options, progress, task=task)
+            except Interrupted as interrupted:
+                # The rows done so far travel with the cancellation (see tsbatch._sync).
+                interrupted.partial = result_frame(
+                    frame,
+                    interrupted.result,
+                    prefix=options.prefix,
+                    include_scores=options.include_scores,
+                    call=call,
+                )
+                raise
             out = result_frame(
                 frame, result, prefix=options.prefix, include_scores=options.include_scores, call=call
             )

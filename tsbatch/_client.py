@@ -131,6 +131,10 @@ class TorchServeClient:
         """``"closed"``, ``"open"`` or ``"half_open"``."""
         return self._breaker.state
 
+    def resilience_totals(self) -> tuple[int, float]:
+        """Times the breaker opened, and seconds runs paused for the server, since the client was made."""
+        return self._breaker.openings, self.availability.paused_seconds()
+
     def _bind_loop(self) -> None:
         """Forget what belonged to an earlier event loop (a script's earlier ``asyncio.run``)."""
         loop = asyncio.get_running_loop()

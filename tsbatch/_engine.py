@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -27,9 +28,9 @@ from tsbatch._client import TorchServeClient
 from tsbatch._config import DEFAULT_MAX_TEXT_LENGTH, EngineConfig
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions, Mode
-from tsbatch._outcomes import EngineResult, Progress, RowOutcome, Stopped, Task
+from tsbatch._outcomes import INTERRUPTED, EngineResult, Interrupted, Progress, RowOutcome, Stopped, Task
 from tsbatch._preflight import Checked, preflight
-from tsbatch._prepare import plan
+from tsbatch._prepare import Prepared, plan
 from tsbatch._run import Run
 from tsbatch._types import ModelInfo
 
@@ -144,6 +145,7 @@ async def classify_values(
     progress.limit = started_with
     classes = info.classes if info is not None else None
     run = Run(client, work, options, engine.row_attempts, progress, limit, classes, stop, task, all_sent)
+    since = (time.monotonic(), *client.resilience_totals())
     for index in work.too_large:
         run.results[index] = RowOutcome(
             "error",
@@ -152,7 +154,17 @@ async def classify_values(
         )
     decided = len(prepared.fixed) + sum(prepared.counts[i] for i in work.too_large)
     progress.advance(decided, decided - sum(o.status == "skipped" for o in prepared.fixed.values()))
-    await run.run(mode)
+    try:
+        await run.run(mode)
+    except asyncio.CancelledError:
+        # Cancelled (a Ctrl-C): the rows done are kept, the others say they were interrupted.
+        unfinished = RowOutcome(
+            "skipped", error="interrupted before it was classified", error_kind=INTERRUPTED
+        )
+        run.results = [unfinished if r is None else r for r in run.results]
+        raise Interrupted(
+            _result(run, prepared, info, options, limit, mode, task, started_with, since)
+        ) from None
     if run.fatal is not None:
         raise run.fatal
     if run.stop.is_set() and any(r is None for r in run.results):
@@ -161,6 +173,22 @@ async def classify_values(
         unsent = run.settle_unsent()
         logger.warning("the run ended early: %s; %d rows not sent", run.outage, unsent)
 
+    return _result(run, prepared, info, options, limit, mode, task, started_with, since)
+
+
+def _result(
+    run: Run,
+    prepared: Prepared,
+    info: ModelInfo | None,
+    options: ClassifyOptions,
+    limit: ConcurrencyLimit,
+    mode: Literal["rows", "list"],
+    task: Task,
+    started_with: int,
+    since: tuple[float, int, float],
+) -> EngineResult:
+    """The run's outcomes in input order, its batch records, and what its breaker did
+    ``since`` (its start: the time, the breaker's openings and the client's seconds paused)."""
     results = run.results
     assert all(sent is not None for sent in results), "every sent text has an outcome"
     # Every position holds a sent text (code >= 0) or was decided before sending (in fixed).
@@ -170,16 +198,21 @@ async def classify_values(
     ]
     for position in prepared.truncated:
         rows[position] = _with_truncated(rows[position])  # type: ignore[arg-type]
+    started_at, openings_before, paused_before = since
+    openings, paused = run.client.resilience_totals()
     return EngineResult(
         rows=rows,  # type: ignore[arg-type]
         batches=run.records,
-        model=info.name if info else (options.model or client.config.model),
+        model=info.name if info else (options.model or run.client.config.model),
         version=info.version if info else options.version,
         mode=mode,
         concurrency=started_with,
         adaptive=limit.adaptive,
         outage=str(run.outage) if run.outage is not None else None,
         task=task,
+        seconds=time.monotonic() - started_at,
+        breaker_openings=openings - openings_before,
+        paused_s=max(0.0, paused - paused_before),
     )
 
 

@@ -52,6 +52,9 @@ class RunReport:
 
     ``call`` records how the frame was asked for (the column or inputs, the
     task and the options), so that its failed rows can be sent again.
+    ``seconds`` is the run's wall time; ``breaker_openings`` and ``paused_s``
+    say how often the circuit breaker opened and how long the run waited for
+    the server while it went on (a retry adds its own to each).
 
     ``result.attrs["tsbatch"]`` holds it as plain JSON-able data, so pandas can
     copy, compare and write it to Parquet metadata; :func:`run_report` reads it.
@@ -65,6 +68,9 @@ class RunReport:
     adaptive: bool = False
     outage: str | None = None
     call: dict[str, Any] | None = None
+    seconds: float | None = None
+    breaker_openings: int = 0
+    paused_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -73,7 +79,10 @@ class RunReport:
     def from_dict(cls, data: dict[str, Any]) -> RunReport:
         batches = tuple(BatchMetrics(**b) for b in data["batches"])
         fields = ("model", "version", "mode", "concurrency", "adaptive", "outage")
-        return cls(batches=batches, call=data.get("call"), **{name: data[name] for name in fields})
+        later = {
+            name: data[name] for name in ("call", "seconds", "breaker_openings", "paused_s") if name in data
+        }
+        return cls(batches=batches, **later, **{name: data[name] for name in fields})
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,9 @@ def result_frame(
             outage=result.outage,
             batches=[_batch_row(record) for record in result.batches],
             call=call,
+            seconds=result.seconds,
+            breaker_openings=result.breaker_openings,
+            paused_s=result.paused_s,
         ),
     }
     return out

@@ -54,6 +54,7 @@ class Availability:
         self._changed: asyncio.Event | None = None
         self._waiters = 0
         self._paused_at = 0.0
+        self._paused_total = 0.0
         self._poller: asyncio.Task[None] | None = None
         breaker.on_change = self._wake
 
@@ -66,6 +67,11 @@ class Availability:
     def paused(self) -> bool:
         """Whether some caller is waiting for the server now."""
         return self._waiters > 0
+
+    def paused_seconds(self) -> float:
+        """Seconds callers have waited for the server since this was made, the pause now included."""
+        now = max(0.0, self._clock() - self._paused_at) if self._waiters else 0.0
+        return self._paused_total + now
 
     def unavailable_for(self) -> float:
         """Seconds since predictions started failing; 0 while they work."""
@@ -160,6 +166,7 @@ class Availability:
         self._waiters -= 1
         if self._waiters == 0:
             paused = max(0.0, self._clock() - self._paused_at)
+            self._paused_total += paused
             self._metrics.paused.set(0)
             self._metrics.paused_seconds.inc(paused)
             logger.warning("pause over after %.1f s", paused)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,24 @@ Task = Literal["classify", "predict"]
 
 class Stopped(Exception):
     """The run was asked to stop before every text was sent."""
+
+
+class Interrupted(asyncio.CancelledError):
+    """A run was cancelled (a Ctrl-C, a kernel interrupt): still a cancellation, carrying
+    what was done.
+
+    ``result`` holds every row, those not finished marked ``skipped`` with the
+    error kind ``interrupted``; the frame layer adds ``partial``, the result frame.
+    """
+
+    def __init__(self, result: EngineResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
+        self.partial: Any = None
+
+
+#: The outcome of a row an interrupted run did not finish.
+INTERRUPTED = "interrupted"
 
 
 @dataclass(slots=True)
@@ -64,7 +83,9 @@ class EngineResult:
     ``concurrency`` is the limit of requests in flight the run started with
     (``adaptive``: it then moved with the server's load); ``outage`` says why
     the run ended early when the server stayed unavailable for the whole
-    outage budget; ``task`` what the rows hold (predictions or raw outputs).
+    outage budget; ``task`` what the rows hold (predictions or raw outputs);
+    ``seconds`` the run's wall time, and ``breaker_openings`` and ``paused_s``
+    what the client's breaker did while it went on.
     """
 
     rows: list[RowOutcome]
@@ -76,6 +97,9 @@ class EngineResult:
     adaptive: bool = False
     outage: str | None = None
     task: Task = "classify"
+    seconds: float = 0.0
+    breaker_openings: int = 0
+    paused_s: float = 0.0
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 A frame ``df.ts.classify`` returned records the call that made it (column or
 inputs, task, options) in its run report.  :func:`aretry_failed` sends only
-its ``error`` rows again, with the same options unless overridden, and
-returns the whole frame with those rows replaced; the retried rows' batches
-get ids after the frame's last, and the run report lists every batch.
+its ``error`` rows, and those an interrupt left unfinished, again, with the
+same options unless overridden, and returns the whole frame with those rows
+replaced; the retried rows' batches get ids after the frame's last, and the
+run report lists every batch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tsbatch._config import ClientConfig
 from tsbatch._errors import ClassificationError, InputValidationError
 from tsbatch._frame import _REPORT_KEY, META_DTYPES, _Report, failures, output_column, prediction_dtypes
 from tsbatch._options import ClassifyOptions
+from tsbatch._outcomes import INTERRUPTED
 
 #: Options that shape the result's columns: a retry keeps them.
 _FIXED = ("prefix", "include_scores")
@@ -55,7 +57,8 @@ async def aretry_failed(
         raise InputValidationError(
             f"this frame lacks the result column(s) {missing}: pass it as classify returned it"
         )
-    failed = np.flatnonzero((result["ts_status"] == "error").to_numpy(dtype=bool, na_value=False))
+    redo = (result["ts_status"] == "error") | (result["ts_error_kind"] == INTERRUPTED)
+    failed = np.flatnonzero(redo.to_numpy(dtype=bool, na_value=False))
     if not len(failed):
         return result.copy()
     rows = result.drop(columns=added).iloc[failed].reset_index(drop=True)
@@ -77,7 +80,10 @@ async def aretry_failed(
     for name in added:
         out[name] = _put(out[name], redone[name], failed, as_output=name == output)
     new_batches = [{**b, "batch_id": b["batch_id"] + offset} for b in redone.attrs[_REPORT_KEY]["batches"]]
-    out.attrs = {**result.attrs, _REPORT_KEY: _Report({**report, "batches": old_batches + new_batches})}
+    again = redone.attrs[_REPORT_KEY]
+    totals = {name: report.get(name, 0) + again[name] for name in ("seconds", "breaker_openings", "paused_s")}
+    merged = {**report, **totals, "batches": old_batches + new_batches}
+    out.attrs = {**result.attrs, _REPORT_KEY: _Report(merged)}
     still = failures(out)
     if options.errors == "raise" and len(still):  # the retried rows' own run has warned already
         raise ClassificationError(

@@ -4,7 +4,9 @@ Jupyter already runs an event loop in the main thread, so ``asyncio.run``
 cannot be used there; the coroutine then runs on a private loop in a
 background thread while the main thread waits, interruptible.  A Ctrl-C or a
 kernel interrupt cancels the coroutine, waits for its clean-up (connections
-closed) and re-raises ``KeyboardInterrupt``: nothing half-done is returned.
+closed) and re-raises ``KeyboardInterrupt``.  A classify call keeps the rows
+it finished: the ``KeyboardInterrupt`` carries the partial frame as
+``partial`` (see :func:`_keep_partial`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,28 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _loop.run(make())
+        try:
+            return _loop.run(make())
+        except KeyboardInterrupt as interrupt:
+            # asyncio.Runner cancelled the coroutine and raised this in the cancellation's place.
+            _keep_partial(interrupt, interrupt.__context__)
+            raise
     return _run_in_thread(make)
+
+
+def _keep_partial(interrupt: KeyboardInterrupt, cancelled: BaseException | None) -> None:
+    """Hand what an interrupted run finished to the user: ``interrupt.partial``, the result
+    frame with the unfinished rows ``skipped`` (error kind ``interrupted``)."""
+    partial = getattr(cancelled, "partial", None)
+    if partial is None:
+        return
+    interrupt.partial = partial  # type: ignore[attr-defined]
+    left = int((partial["ts_error_kind"] == "interrupted").sum())
+    interrupt.add_note(
+        f"tsbatch kept the rows it finished: {len(partial) - left} done, {left} interrupted. "
+        "Get the frame with `except KeyboardInterrupt as exc: result = exc.partial` (in Jupyter: "
+        "`result = sys.last_value.partial`); `result.ts.retry_failed()` classifies the rest."
+    )
 
 
 def _run_in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -58,12 +80,13 @@ def _run_in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         while not finished.wait(0.05):
             pass
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         started.wait()
         if "task" in state:
             state["loop"].call_soon_threadsafe(state["task"].cancel)
         finished.wait()
         thread.join()
+        _keep_partial(interrupt, outcome.exception() if outcome.done() else None)
         raise
     thread.join()
     return outcome.result()
