@@ -1,4 +1,8 @@
-"""Session-wide fixtures: the demo model archive and a real TorchServe serving it.
+"""Session-wide fixtures: the demo model archives and a real TorchServe serving them.
+
+The archives come from tsbatch's cache of built demo models (``TSBATCH_CACHE_DIR``,
+else ``~/.cache/tsbatch``), so a session trains them only when the cache has
+not got them yet.
 
 Nothing here imports torch or starts a server unless a test asks for it, so
 ``pytest -m "not integration"`` runs with the base install plus ``dev``.
@@ -20,14 +24,16 @@ from tsbatch._demo.archive import DEFAULT_DATA
 from tsbatch._serve.settings import ServeSettings
 
 if TYPE_CHECKING:
+    from tsbatch._demo.cache import DemoArchive
     from tsbatch._demo.handler import DemoTextHandler
-    from tsbatch._demo.train import TrainingResult
     from tsbatch._serve.kserve import KServeServer
     from tsbatch._serve.local import LocalServer
 
 #: Server-side batching for the session's TorchServe.
 SESSION_BATCH_SIZE = 8
 SESSION_MAX_BATCH_DELAY_MS = 20
+#: The demo model's versions the session's TorchServe serves; the first is the default.
+SESSION_VERSIONS = ("1.0", "2.0")
 
 
 def free_ports(count: int) -> list[int]:
@@ -78,8 +84,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-def serve_settings(run_dir: Path, archive: Path, **overrides: object) -> ServeSettings:
-    """Settings for a test server on free loopback ports."""
+def serve_settings(run_dir: Path, archive: Path | None, **overrides: object) -> ServeSettings:
+    """Settings for a test server on free loopback ports (``archive=None``: the cached demo model)."""
     inference, management, metrics = free_ports(3)
     options: dict[str, object] = {
         "run_dir": run_dir,
@@ -94,16 +100,23 @@ def serve_settings(run_dir: Path, archive: Path, **overrides: object) -> ServeSe
 
 
 @pytest.fixture(scope="session")
-def demo_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainingResult]:
-    """The demo model archive, trained once per session from the bundled data."""
-    from tsbatch._demo.archive import build_demo_archive
+def demo_builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DemoArchive]:
+    """Every version the session serves, packed from the bundled data (from the cache, else trained)."""
+    from tsbatch._demo.cache import demo_archive
 
-    return build_demo_archive(tmp_path_factory.mktemp("model-store"), DEFAULT_DATA)
+    store = tmp_path_factory.mktemp("model-store")
+    return {version: demo_archive(store, version, DEFAULT_DATA) for version in SESSION_VERSIONS}
 
 
 @pytest.fixture(scope="session")
-def demo_archive(demo_build: tuple[Path, TrainingResult]) -> Path:
-    return demo_build[0]
+def demo_build(demo_builds: dict[str, DemoArchive]) -> DemoArchive:
+    """The demo model's default version, 1.0."""
+    return demo_builds["1.0"]
+
+
+@pytest.fixture(scope="session")
+def demo_archive(demo_build: DemoArchive) -> Path:
+    return demo_build.path
 
 
 @pytest.fixture(scope="session")
@@ -120,14 +133,18 @@ def in_process_model(demo_archive: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def torchserve(demo_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """One real TorchServe for the session: demo model, token auth on, server-side batching."""
+def torchserve(
+    demo_builds: dict[str, DemoArchive], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalServer]:
+    """One real TorchServe for the session: the demo model in versions 1.0 (the default) and 2.0,
+    token auth on, server-side batching.  Its archives are the cached ones ``demo_builds`` holds."""
     from tsbatch._serve import local
 
     run_dir = tmp_path_factory.mktemp("torchserve")
     settings = serve_settings(
         run_dir,
-        demo_archive,
+        None,
+        demo_versions=SESSION_VERSIONS,
         batch_size=SESSION_BATCH_SIZE,
         max_batch_delay_ms=SESSION_MAX_BATCH_DELAY_MS,
     )

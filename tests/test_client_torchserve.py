@@ -85,7 +85,7 @@ def test_model_info_reports_batching_workers_queue_and_description(torchserve: l
     async def scenario() -> None:
         async with client_for(torchserve, CollectorRegistry()) as client:
             info = await client.get_model_info()
-            assert (info.name, info.version, info.versions) == ("demo", "1.0", ["1.0"])
+            assert (info.name, info.version, info.versions) == ("demo", "1.0", ["1.0", "2.0"])
             assert info.batch_size == SESSION_BATCH_SIZE
             assert info.max_batch_delay_ms == SESSION_MAX_BATCH_DELAY_MS
             assert info.workers_ready == info.workers_total == 1

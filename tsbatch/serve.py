@@ -6,6 +6,10 @@
     serve.stop(server.run_dir)
 
 The same as ``tsbatch serve start|status|stop`` on the command line.
+``ServeSettings(demo_versions=("1.0", "2.0"))`` serves two versions of the
+demo model side by side, the first the default.  The demo model is trained
+once and kept in the cache folder (``TSBATCH_CACHE_DIR``, else
+``$XDG_CACHE_HOME/tsbatch``, else ``~/.cache/tsbatch``).
 ``start_kserve`` serves the same model on KServe's ModelServer instead, over
 KServe v1 and the Open Inference Protocol (v2), from a Python that has kserve.
 """

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tsbatch._cli._common import HelpFormatter, add_json_option, print_summary
+from tsbatch._demo.archive import DEMO_VERSIONS
 from tsbatch._errors import ConfigError
 from tsbatch._serve.settings import DEFAULT_RUN_DIR, ServeSettings
 
@@ -94,7 +95,18 @@ def _add_serve_options(parser: argparse.ArgumentParser, *, free_ports: bool = Fa
     parser.add_argument(
         "--model-archive",
         type=Path,
-        help="serve this .mar instead of the demo model (default: build the demo model in RUN_DIR)",
+        help="serve this .mar instead of the demo model (default: the demo model, trained once and "
+        "then taken from the cache folder)",
+    )
+    parser.add_argument(
+        "--demo-versions",
+        nargs="+",
+        choices=list(DEMO_VERSIONS),
+        default=list(defaults.demo_versions),
+        metavar="VERSION",
+        help=f"versions of the demo model to serve side by side ({', '.join(DEMO_VERSIONS)}); the first "
+        f"is the default, the others answer at /predictions/demo/VERSION "
+        f"(default: {' '.join(defaults.demo_versions)})",
     )
     parser.add_argument(
         "--training-data",
@@ -139,6 +151,7 @@ def _settings(args: argparse.Namespace) -> ServeSettings:
         job_queue_size=args.job_queue_size,
         token_auth=not args.no_token_auth,
         model_archive=args.model_archive,
+        demo_versions=tuple(args.demo_versions),
         training_data=args.training_data,
     )
 
@@ -150,6 +163,7 @@ def _description(server: LocalServer) -> dict[str, Any]:
         "management_url": server.management_url,
         "metrics_url": server.metrics_url,
         "model": server.model_name,
+        "versions": list(server.versions),
         "key_file": str(key_file) if key_file else None,
         "pid": server.pid,
     }
@@ -165,6 +179,8 @@ def _describe(server: LocalServer, *, as_json: bool, connect: bool = False) -> N
     print(f"management: {server.management_url}")
     print(f"metrics:    {server.metrics_url}")
     print(f"model:      {server.model_name}")
+    if len(server.versions) > 1:
+        print(f"versions:   {', '.join(server.versions)} (the first is the default)")
     print(f"key file:   {data['key_file'] or 'none (token auth disabled)'}")
     print(f"pid:        {server.pid}")
     if not connect:

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import psutil
 
-from tsbatch._demo.archive import DEMO_MODEL_NAME, DEMO_MODEL_VERSION, build_demo_archive
+from tsbatch._demo.archive import DEMO_MODEL_NAME
 from tsbatch._errors import LocalServerError
+from tsbatch._serve.models import config_text, model_archives
 from tsbatch._serve.settings import (
     DEFAULT_RUN_DIR,
     DEFAULT_STOP_TIMEOUT,
@@ -50,6 +51,8 @@ class LocalServer:
     model_name: str
     token_auth: bool
     create_time: float = field(repr=False)
+    #: The model's versions, the default first (empty for a model archive of your own).
+    versions: tuple[str, ...] = ()
 
     @property
     def key_file(self) -> Path | None:
@@ -96,6 +99,7 @@ def status(run_dir: Path = DEFAULT_RUN_DIR) -> LocalServer | None:
         state = json.loads(_state_file(run_dir).read_text())
     except (OSError, ValueError):
         return None
+    state["versions"] = tuple(state.get("versions", ()))
     server = LocalServer(run_dir=run_dir.resolve(), **state)
     return server if server.is_running() else None
 
@@ -110,12 +114,6 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
@@ -125,61 +123,6 @@ def _java() -> str:
             "(apt-get install openjdk-17-jre-headless, or set JAVA_HOME)"
         )
     return java
-
-
-def _config_text(settings: ServeSettings, model_store: Path, archive: Path) -> str:
-    models = {
-        DEMO_MODEL_NAME: {
-            DEMO_MODEL_VERSION: {
-                "defaultVersion": True,
-                "marName": archive.name,
-                "minWorkers": settings.workers,
-                "maxWorkers": settings.workers,
-                "batchSize": settings.batch_size,
-                "maxBatchDelay": settings.max_batch_delay_ms,
-                "responseTimeout": 120,
-            }
-        }
-    }
-    lines = [
-        f"inference_address=http://{HOST}:{settings.inference_port}",
-        f"management_address=http://{HOST}:{settings.management_port}",
-        f"metrics_address=http://{HOST}:{settings.metrics_port}",
-        # gRPC cannot be turned off; give it free loopback ports so that
-        # several servers can run side by side.
-        f"grpc_inference_address={HOST}",
-        f"grpc_inference_port={_free_port()}",
-        f"grpc_management_address={HOST}",
-        f"grpc_management_port={_free_port()}",
-        f"model_store={model_store}",
-        f"load_models={archive.name}",
-        f"models={json.dumps(models)}",
-        f"job_queue_size={settings.job_queue_size}",
-        "metrics_mode=prometheus",
-        f"disable_token_authorization={'false' if settings.token_auth else 'true'}",
-        "enable_envvars_config=false",
-        "install_py_dep_per_model=false",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _model_archive(settings: ServeSettings, say: Callable[[str], None]) -> Path:
-    if settings.model_archive is not None:
-        if not settings.model_archive.is_file():
-            raise LocalServerError(
-                f"model archive {settings.model_archive} not found: "
-                "build one with torch-model-archiver or leave --model-archive out to use the demo model"
-            )
-        return settings.model_archive.resolve()
-    archive = settings.run_dir.resolve() / "model-store" / f"{DEMO_MODEL_NAME}.mar"
-    if not archive.is_file():
-        say(f"building the demo model archive from {settings.training_data} ...")
-        archive, result = build_demo_archive(archive.parent, settings.training_data)
-        say(
-            f"trained in {result.seconds:.1f}s: test accuracy {result.test.accuracy:.4f}, "
-            f"macro-F1 {result.test.macro_f1:.4f}"
-        )
-    return archive
 
 
 def _get(url: str, token: str | None, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -205,11 +148,15 @@ def _ready(server: LocalServer) -> bool:
     status_code, _ = _get(f"{server.inference_url}/ping", inference)
     if status_code != 200:
         return False
-    status_code, body = _get(f"{server.management_url}/models/{server.model_name}", management)
+    status_code, body = _get(f"{server.management_url}/models/{server.model_name}/all", management)
     if status_code != 200:
         return False
-    workers = json.loads(body)[0].get("workers", [])
-    return any(worker.get("status") == "READY" for worker in workers)
+    ready = {
+        str(entry.get("modelVersion"))
+        for entry in json.loads(body)
+        if any(worker.get("status") == "READY" for worker in entry.get("workers", []))
+    }
+    return bool(ready) and ready >= set(server.versions)
 
 
 def _log_tail(run_dir: Path, lines: int = 5) -> str:
@@ -248,9 +195,10 @@ def start(settings: ServeSettings | None = None, say: Callable[[str], None] = pr
     run_dir = settings.run_dir.resolve()
     for sub in ("logs", "tmp"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    archive = _model_archive(settings, say)
+    archives = model_archives(settings, say)
+    model_store = next(iter(archives.values())).parent
     config = run_dir / "config.properties"
-    config.write_text(_config_text(settings, archive.parent, archive))
+    config.write_text(config_text(settings, archives))
     log_config = run_dir / "log4j2.xml"
     log_config.write_text(resources.files("tsbatch._serve").joinpath("log4j2.xml").read_text())
     pid_file = run_dir / "tmp" / ".model_server.pid"
@@ -272,7 +220,7 @@ def start(settings: ServeSettings | None = None, say: Callable[[str], None] = pr
         "--start",
         "--ncs",
         f"--ts-config={config}",
-        f"--model-store={archive.parent}",
+        f"--model-store={model_store}",
         f"--log-config={log_config}",
     ]
     if not settings.token_auth:
@@ -300,6 +248,7 @@ def start(settings: ServeSettings | None = None, say: Callable[[str], None] = pr
         model_name=DEMO_MODEL_NAME,
         token_auth=settings.token_auth,
         create_time=psutil.Process(pid).create_time(),
+        versions=() if settings.model_archive else settings.demo_versions,
     )
     state = {k: v for k, v in server.__dict__.items() if k != "run_dir"}
     _state_file(run_dir).write_text(json.dumps(state, indent=2) + "\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tsbatch._demo.archive import DEFAULT_DATA
+from tsbatch._demo.archive import DEFAULT_DATA, DEMO_MODEL_VERSION, DEMO_VERSIONS
 from tsbatch._errors import LocalServerError
 
 DEFAULT_RUN_DIR = Path(".tsbatch") / "server"
@@ -39,6 +39,8 @@ class ServeSettings:
     job_queue_size: int = DEFAULT_JOB_QUEUE_SIZE
     token_auth: bool = True
     model_archive: Path | None = None
+    #: The demo model's versions to serve side by side; the first is the default one.
+    demo_versions: tuple[str, ...] = (DEMO_MODEL_VERSION,)
     training_data: Path = DEFAULT_DATA
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
 
@@ -58,3 +60,18 @@ class ServeSettings:
                 raise LocalServerError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_batch_delay_ms < 0:
             raise LocalServerError(f"max_batch_delay_ms must be >= 0, got {self.max_batch_delay_ms}")
+        # A single version, or a list, is as good as a tuple.
+        given: object = self.demo_versions
+        versions = (given,) if isinstance(given, str) else tuple(self.demo_versions)
+        object.__setattr__(self, "demo_versions", versions)
+        if not versions or any(v not in DEMO_VERSIONS for v in versions):
+            raise LocalServerError(
+                f"demo_versions must name versions of the demo model ({', '.join(DEMO_VERSIONS)}), "
+                f"got {list(versions)}"
+            )
+        if len(set(self.demo_versions)) != len(self.demo_versions):
+            raise LocalServerError(f"demo_versions names a version twice: {list(self.demo_versions)}")
+        if self.model_archive is not None and self.demo_versions != (DEMO_MODEL_VERSION,):
+            raise LocalServerError(
+                "demo_versions is for the demo model: leave it out to serve a model archive of your own"
+            )
