@@ -15,9 +15,18 @@ from typing import Any
 
 import pytest
 
-#: The top-level modules of the extras: serve (psutil, torch, torchserve, yaml), dask and fast.
-EXTRAS = ("psutil", "torch", "ts", "yaml", "dask", "distributed", "uvloop", "orjson")
-COMMANDS = [[], ["classify"], ["retry-failed"], ["health"], ["models"], ["model-info"]]
+#: The top-level modules of the extras: serve (psutil, torch, torchserve, yaml), dask, fast, plot.
+EXTRAS = ("psutil", "torch", "ts", "yaml", "dask", "distributed", "uvloop", "orjson", "matplotlib")
+COMMANDS = [
+    [],
+    ["classify"],
+    ["retry-failed"],
+    ["report"],
+    ["compare"],
+    ["health"],
+    ["models"],
+    ["model-info"],
+]
 SERVE_COMMANDS = [["serve", "start"], ["serve", "status"], ["demo"]]
 
 CHILD = """
@@ -57,6 +66,24 @@ found["fallbacks"] = {
     "json": _json.decode(_json.encode({"a": [1, "\u00e9", None]})),
     "nan": repr(_json.decode(b"[NaN]")),
 }
+import asyncio
+import pandas as pd
+
+async def classified():
+    def answer(request):
+        found = "/predictions" in request.url
+        return tsbatch.Reply(200, body=b'{"games": 0.9}') if found else tsbatch.Reply(404)
+
+    config = tsbatch.ClientConfig(url="http://tsbatch.test")
+    async with tsbatch.TorchServeClient(config=config, transport=tsbatch.MockTransport(answer)) as client:
+        return await pd.DataFrame({"text": ["a", "b"]}).ts.aclassify("text", client=client, progress=False)
+
+summary = asyncio.run(classified()).ts.report()
+found["report"] = {"text": str(summary), "html": summary._repr_html_()}
+try:
+    summary.plot()
+except tsbatch.ConfigError as exc:
+    found["report"]["plot_error"] = str(exc)
 found["help"] = {" ".join(argv): run([*argv, "--help"]) for argv in COMMANDS}
 found["serve"] = {" ".join(argv): run(argv) for argv in SERVE_COMMANDS}
 print(json.dumps(found))
@@ -101,3 +128,12 @@ def test_serve_without_its_extra_says_which_extra_to_install(found: dict[str, An
     assert result["code"] == 2
     assert "pip install 'tsbatch[serve]'" in result["err"]
     assert "Traceback" not in result["err"]
+
+
+def test_a_run_report_works_without_the_plot_extra_and_its_plots_say_which_extra_they_need(
+    found: dict[str, Any],
+) -> None:
+    report = found["report"]
+    assert "2 ok, 0 error, 0 skipped" in report["text"] and "2 ok, 0 error" in report["html"]
+    assert "pip install 'tsbatch[plot]'" in report["html"] and "<img" not in report["html"]
+    assert "pip install 'tsbatch[plot]'" in report["plot_error"]

@@ -7,6 +7,7 @@ from typing import Any as _Any
 
 from tsbatch import _accessor as _accessor
 from tsbatch._client import TorchServeClient
+from tsbatch._compare import ComparisonReport, compare
 from tsbatch._config import ClientConfig, EngineConfig
 from tsbatch._errors import (
     CircuitOpenError,
@@ -15,6 +16,7 @@ from tsbatch._errors import (
     InputValidationError,
     LocalServerError,
     OutageError,
+    RegressionError,
     TorchServeAuthError,
     TorchServeConnectionError,
     TorchServeError,
@@ -34,6 +36,7 @@ from tsbatch._policies import (
     Timeouts,
     TLSConfig,
 )
+from tsbatch._report import RunSummary, report
 from tsbatch._seed import Classifier
 from tsbatch._testing import is_testing, set_testing
 from tsbatch._transport import MockTransport, Reply, Request, Transport
@@ -60,6 +63,7 @@ __all__ = [
     "ClassifyKwargs",
     "ClassifyOptions",
     "ClientConfig",
+    "ComparisonReport",
     "ConfigError",
     "EngineConfig",
     "HealthPolicy",
@@ -73,10 +77,12 @@ __all__ = [
     "OutagePolicy",
     "PredictResult",
     "Prediction",
+    "RegressionError",
     "Reply",
     "Request",
     "RetryPolicy",
     "RunReport",
+    "RunSummary",
     "TLSConfig",
     "Tensors",
     "Timeouts",
@@ -90,8 +96,10 @@ __all__ = [
     "__version__",
     "batch_metrics",
     "classifier",
+    "compare",
     "failures",
     "is_testing",
+    "report",
     "run_report",
     "set_testing",
 ]

@@ -19,6 +19,7 @@ from tsbatch._config import ClientConfig
 from tsbatch._connection import with_connection
 from tsbatch._options import AccessorKwargs, ClassifyOptions, read_kwargs
 from tsbatch._outcomes import Task
+from tsbatch._report import RunSummary, report
 from tsbatch._rerun import aretry_failed
 from tsbatch._sync import run_sync
 
@@ -138,6 +139,11 @@ class FrameAccessor:
         """The async form of :meth:`retry_failed`; may reuse an open ``client``."""
         overrides, config = _retry_args("DataFrame.ts.aretry_failed", kwargs, _ASYNC_ARGS, config, client)
         return await aretry_failed(self._frame, overrides, client=client, config=config, registry=registry)
+
+    def report(self) -> RunSummary:
+        """On a frame :meth:`classify` returned: what its run did (rows, rows/s, latency,
+        retries, pauses, errors by kind), shown as HTML with plots in Jupyter, as text by ``print``."""
+        return report(self._frame)
 
     async def apredict(
         self,

@@ -14,6 +14,7 @@ The tree::
     │   └── JobInputError               a Parquet job cannot start: bad INPUT, OUTPUT or column
     ├── ConfigError                     a bad setting (also a ValueError)
     ├── LocalServerError                a local TorchServe could not be built, started or stopped
+    ├── RegressionError                 a candidate model broke a check()'s thresholds (an AssertionError)
     └── JobError                        a Parquet job stopped before it finished
         ├── JobStopped                  asked to stop (a signal); resumable
         ├── JobOutage                   the server stayed unavailable too long; resumable
@@ -126,6 +127,19 @@ class InputValidationError(TsbatchError, ValueError):
 
 class ConfigError(TsbatchError, ValueError):
     """A setting is missing or out of range; the message names the setting."""
+
+
+class RegressionError(TsbatchError, AssertionError):
+    """A candidate model broke thresholds of :meth:`ComparisonReport.check`; the message has a line
+    per broken threshold.
+
+    ``broken`` holds them as ``(name, threshold, actual)`` tuples.  Being an
+    ``AssertionError``, a check in a test or an executed notebook fails it.
+    """
+
+    def __init__(self, message: str, *, broken: tuple[tuple[str, float, float], ...]) -> None:
+        super().__init__(message)
+        self.broken = broken
 
 
 class ClassificationError(TsbatchError):

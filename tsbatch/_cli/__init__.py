@@ -5,7 +5,8 @@ Exit codes, so that a scheduler can act on them:
 ====  =====================================================================
 0     done, every row classified
 1     done, but some rows failed (see ``_failed.parquet``); or, for
-      ``health``, the server is unhealthy
+      ``health``, the server is unhealthy; or, for ``compare``, the
+      candidate broke a ``--fail-on`` threshold
 2     bad input or settings; nothing written
 74    OUTPUT could not be written (disk full, no permission); parts already
       recorded are kept, nothing unwritten is recorded
@@ -36,8 +37,10 @@ from tsbatch._cli._common import (
     EXIT_ROWS_FAILED,
     HelpFormatter,
 )
+from tsbatch._cli._compare import add_compare_command
 from tsbatch._cli._info import add_info_commands
 from tsbatch._cli._jobs import add_job_commands
+from tsbatch._cli._report import add_report_command
 from tsbatch._cli._serve import add_serve_commands
 from tsbatch._errors import JobOutputError, TsbatchError
 
@@ -62,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_serve_commands(commands)
     add_job_commands(commands)
+    add_report_command(commands)
     add_info_commands(commands)
+    add_compare_command(commands)
     _remember_parsers(parser)
     return parser
 

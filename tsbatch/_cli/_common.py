@@ -217,9 +217,23 @@ def print_summary(summary: JobSummary, *, as_json: bool = False) -> None:
         + f", {summary.skipped} skipped; {summary.rows_this_run} rows this run in {summary.seconds:.1f}s "
         f"({summary.rows_per_second:.0f} rows/s)"
     )
+    latency = ", ".join(
+        f"p{p} {'-' if ms is None else f'{ms:.0f} ms'}"
+        for p, ms in (
+            (50, summary.latency_p50_ms),
+            (95, summary.latency_p95_ms),
+            (99, summary.latency_p99_ms),
+        )
+    )
+    print(
+        f"{summary.requests} requests in {summary.batches} batches: batch latency {latency}; "
+        f"{summary.retries} retries; circuit breaker "
+        f"opened {summary.breaker_openings} times, paused {summary.paused_s:.1f}s this run"
+    )
     print(
         f"output: {summary.output} "
-        "(predictions in part-*.parquet; _batches.parquet, _failed.parquet, _summary.json)"
+        "(predictions in part-*.parquet; _batches.parquet, _failed.parquet, _summary.json; "
+        f"tsbatch report {summary.output} for more)"
     )
 
 

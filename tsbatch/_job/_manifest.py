@@ -33,6 +33,8 @@ class Manifest:
     total_rows: int
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     format: int = _FORMAT
+    #: One record per run that finished (a resume adds one): its wall time, model, what the breaker did.
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, output: Path) -> Manifest | None:

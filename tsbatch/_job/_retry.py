@@ -22,6 +22,7 @@ from tsbatch._job._parts import (
 from tsbatch._job._runner import Job
 from tsbatch._job._settings import JobSummary
 from tsbatch._preflight import Checked, preflight
+from tsbatch._report._figures import Totals
 
 
 async def retry_failed(job: Job) -> JobSummary:
@@ -81,4 +82,6 @@ async def retry_failed(job: Job) -> JobSummary:
             write_table(path, retried)
             manifest.parts[name].update(status_counts(part))
             manifest.save(settings.output)
-    return job.finish(manifest, time.monotonic() - started, model, version)
+        openings, paused = client.resilience_totals()
+    seconds = time.monotonic() - started
+    return job.finish(manifest, seconds, model, version, Totals(seconds, openings, paused))

@@ -6,7 +6,7 @@ OUTPUT is a Parquet dataset::
     _manifest.json           input fingerprint, settings, finished parts
     _batches.parquet         per-batch metrics of every part
     _failed.parquet          rows that ended in error, with the reason
-    _summary.json            counts, duration, throughput
+    _summary.json            counts, duration, throughput, latency, retries, pauses
     _work/                   per-part batch metrics while the job runs
 
 Each part is written by rename, then recorded in the manifest (also written
@@ -19,23 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tsbatch._client import TorchServeClient
 from tsbatch._config import ClientConfig
 from tsbatch._errors import JobInputError, JobOutage, OutageError
-from tsbatch._frame import BATCH_DTYPES
 from tsbatch._heap import collector_tuned_for_run
 from tsbatch._job._engines import PandasEngine, PartEngine
 from tsbatch._job._files import (
@@ -43,10 +37,9 @@ from tsbatch._job._files import (
     clear_output,
     input_files,
     remove_temporary_files,
-    write_bytes,
-    write_table,
     writing,
 )
+from tsbatch._job._finish import write_side_files
 from tsbatch._job._manifest import MANIFEST, Manifest, fingerprint
 from tsbatch._job._metrics import JobMetrics
 from tsbatch._job._parts import PartResult, classified_part, part_name, write_batch_metrics
@@ -54,6 +47,7 @@ from tsbatch._job._settings import JobSettings, JobSummary
 from tsbatch._options import ClassifyOptions
 from tsbatch._outcomes import EngineResult, Progress
 from tsbatch._preflight import Checked, preflight
+from tsbatch._report._figures import Totals
 
 logger = logging.getLogger("tsbatch")
 
@@ -201,10 +195,12 @@ class Job:
                     # Files written and fsynced in a thread: the loop keeps sending meanwhile.
                     await asyncio.to_thread(self.record_part, manifest, part)
                     model, version = part.model, part.version
+            openings, paused = client.resilience_totals()  # this run's: the client is its own
         if manifest.total_rows == 0 and not manifest.parts:
             self.record_part(manifest, self._empty_part(files, model or self.config.model))
         remove_temporary_files(self.settings.output)
-        return await asyncio.to_thread(self.finish, manifest, time.monotonic() - started, model, version)
+        totals = Totals(time.monotonic() - started, openings, paused)
+        return await asyncio.to_thread(self.finish, manifest, totals.seconds or 0.0, model, version, totals)
 
     async def open_output(self, client: TorchServeClient, manifest: Manifest) -> None:
         """Check the server, then make OUTPUT ready: cleared or resumed, manifest written.
@@ -259,69 +255,15 @@ class Job:
         return f"{outage}; stopped with {len(manifest.parts)} parts written to {self.settings.output}"
 
     def finish(
-        self, manifest: Manifest, seconds: float, model: str | None, version: str | None
+        self, manifest: Manifest, seconds: float, model: str | None, version: str | None, totals: Totals
     ) -> JobSummary:
-        """Write ``_batches``, ``_failed`` and ``_summary`` from the parts on disk."""
-        output = self.settings.output
-        parts = sorted(output.glob("part-*.parquet"))
-        if self.settings.task == "predict":
-            unify_outputs(parts)
-        failed = [pq.read_table(p, filters=[("ts_status", "=", "error")]) for p in parts]
-        failed_table = pa.concat_tables(failed, promote_options="default") if failed else pa.table({})
-        write_table(output / "_failed.parquet", failed_table)
-        kinds = (
-            failed_table.column("ts_error_kind").to_pylist()
-            if "ts_error_kind" in failed_table.column_names
-            else [None] * failed_table.num_rows  # parts written before error kinds
-        )
-        metrics = [pq.read_table(p) for p in sorted((output / "_work").glob("batches-*.parquet"))]
-        if metrics:
-            batches_table = pa.concat_tables(metrics, promote_options="default")
-        else:
-            empty = pd.DataFrame({"part": pd.Series([], dtype="int64")}).join(
-                pd.DataFrame({c: pd.Series([], dtype=t) for c, t in BATCH_DTYPES.items()})
-            )
-            batches_table = pa.Table.from_pandas(empty, preserve_index=False)
-        write_table(output / "_batches.parquet", batches_table)
-        totals = manifest.totals()
+        """Record this run in the manifest, write the side files, and sum the job up."""
         this_run = self.progress.done - self._done_before
-        summary = JobSummary(
-            output=str(output),
-            rows=manifest.rows_done(),
-            ok=totals["ok"],
-            failed=totals["error"],
-            skipped=totals["skipped"],
-            parts=len(manifest.parts),
-            rows_this_run=this_run,
-            seconds=round(seconds, 3),
-            rows_per_second=round(this_run / seconds, 1) if seconds > 0 else 0.0,
-            model=model,
-            version=version,
-            failed_by_kind=dict(Counter(kind or "unknown" for kind in kinds).most_common()),
-        )
-        write_bytes(output / "_summary.json", (json.dumps(asdict(summary), indent=2) + "\n").encode())
+        summary = write_side_files(self.settings, manifest, this_run, seconds, model, version, totals)
         self.metrics.duration.set(seconds)
-        if totals["error"] == 0:
+        if summary.failed == 0:
             self.metrics.mark_success()
         return summary
-
-
-def unify_outputs(parts: list[Path], column: str = "pred_output") -> None:
-    """Give every part's raw-output column one type, so that the dataset reads as one table.
-
-    A part none of whose rows has an output holds nulls of no type; it is
-    rewritten (by rename, as every part) with the type the other parts have.
-    """
-    types = {part: pq.read_schema(part).field(column).type for part in parts}
-    known = next((t for t in types.values() if not pa.types.is_null(t)), None)
-    if known is None:
-        return
-    for part, kind in types.items():
-        if pa.types.is_null(kind):
-            table = pq.read_table(part)
-            where = table.schema.get_field_index(column)
-            table = table.set_column(where, pa.field(column, known), pa.nulls(table.num_rows, known))
-            write_table(part, table)
 
 
 def settings_from_output(output: Path, **overrides: Any) -> JobSettings:

@@ -59,7 +59,12 @@ class JobSettings:
 
 @dataclass(frozen=True)
 class JobSummary:
-    """What a job did; ``failed_by_kind`` counts the failed rows by ``ts_error_kind``, most first."""
+    """What a job did; ``failed_by_kind`` counts the failed rows by ``ts_error_kind``, most first.
+
+    Counts, batches, requests, retries and latency percentiles (per batch) cover the
+    whole output; ``rows_per_second``, ``breaker_openings`` and ``paused_s``
+    this run.
+    """
 
     output: str
     rows: int
@@ -73,3 +78,11 @@ class JobSummary:
     model: str | None
     version: str | None
     failed_by_kind: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    requests: int = 0
+    retries: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+    breaker_openings: int = 0
+    paused_s: float = 0.0
