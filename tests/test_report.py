@@ -149,6 +149,7 @@ def test_the_plots_build_without_a_display(result: pd.DataFrame) -> None:
     ):
         assert any(wanted in title for title in titles), (wanted, titles)
     assert figure.canvas.get_width_height()[0] > 0
+    assert figure._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"  # Jupyter shows it without pyplot
 
 
 def test_a_frame_without_a_run_and_a_path_that_is_no_output_are_refused(tmp_path: Path) -> None:

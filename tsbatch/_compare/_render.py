@@ -42,12 +42,13 @@ def _number(value: Any, *, signed: bool = False) -> str:
 
 
 def _value(value: Any, width: int = _TEXT_WIDTH) -> str:
-    """A table cell's value: a number to 4 places, a text cut to ``width``, missing as ``-``."""
+    """A table cell's value: a number to 4 places, a text on one line cut to ``width``, missing
+    as ``-``."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
         return _number(value)
-    text = str(value)
+    text = " ".join(str(value).split())
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -209,7 +210,7 @@ def html(report: ComparisonReport, *, max_rows: int) -> str:
         shown = changed.head(max_rows)
         more = f", the first {max_rows}" if len(changed) > max_rows else ""
         rows = [list(map(str, shown.columns))] + [
-            [_value(v, 10_000) for v in row] for row in shown.itertuples(index=False)
+            [_value(v, 160) for v in row] for row in shown.itertuples(index=False)
         ]
         texts = tuple(
             i for i, c in enumerate(shown.columns) if c not in ("baseline_score", "candidate_score")
