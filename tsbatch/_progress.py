@@ -1,14 +1,20 @@
 """The progress bar: rows, rows/s, errors, retries, the breaker's state, the limit of
-requests in flight, and the pause while the server is unavailable."""
+requests in flight, and the pause while the server is unavailable.
+
+In a notebook with ipywidgets (the ``notebook`` extra) the bar is tqdm's
+widget; anywhere else, and in a notebook without ipywidgets, it is text.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from tsbatch._engine import Progress
 
@@ -25,6 +31,16 @@ def progress_enabled(requested: bool | None) -> bool:
     return "ipykernel" in sys.modules or sys.stderr.isatty()
 
 
+def bar_class() -> type[Any]:
+    """tqdm's widget bar in a notebook that has ipywidgets, its text bar otherwise (never a
+    warning that widgets are missing)."""
+    if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as widget
+
+        return widget  # type: ignore[no-any-return]
+    return tqdm  # type: ignore[no-any-return]
+
+
 @contextmanager
 def progress_bar(
     enabled: bool, description: str, breaker_state: Callable[[], str] | None = None
@@ -34,7 +50,7 @@ def progress_bar(
     if not enabled:
         yield progress
         return
-    bar = tqdm(total=0, unit="rows", desc=description, dynamic_ncols=True)
+    bar = bar_class()(total=0, unit="rows", desc=description, dynamic_ncols=True)
 
     def update(state: Progress, rows: int) -> None:
         if bar.total != state.total:
