@@ -237,3 +237,26 @@ def test_a_written_page_renders_in_a_real_browser(result: pd.DataFrame, tmp_path
     pixels = imread(shot)[..., :3]
     not_white = (pixels < 0.95).any(axis=-1).mean()
     assert pixels.std() > 0.05 and not_white > 0.05, (pixels.std(), not_white)
+
+
+def test_a_job_retried_in_place_numbers_the_new_batches_after_the_old_and_its_report_adds_them_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = run_job(tmp_path, capsys, monkeypatch)
+    before = pq.read_table(output / "_batches.parquet").to_pandas()
+    tsbatch.set_testing(True)
+    try:
+        with ServerThread([Server()]) as server:
+            monkeypatch.setenv("TORCHSERVE_URL", server.url)
+            monkeypatch.setenv("TORCHSERVE_MANAGEMENT_URL", server.url)
+            assert main(["retry-failed", str(output), "--no-progress"]) == 1  # bad and boom rows fail again
+    finally:
+        tsbatch.set_testing(False)
+    after = pq.read_table(output / "_batches.parquet").to_pandas()
+    assert len(after) > len(before) and not after.duplicated(["part", "batch_id"]).any()
+    parts = [pd.read_parquet(p).assign(part=i) for i, p in enumerate(sorted(output.glob("part-*.parquet")))]
+    rows = pd.concat(parts, ignore_index=True)
+    retried = rows[rows["ts_status"] == "error"]
+    first_run_last_id = retried["part"].map(before.groupby("part")["batch_id"].max())
+    assert len(retried) and (retried["ts_batch_id"] > first_run_last_id).all()
+    check_report(tsbatch.report(output), after, rows, rows["id"])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tsbatch._client import TorchServeClient
@@ -67,21 +69,31 @@ async def retry_failed(job: Job) -> JobSummary:
             if result.outage is not None:
                 raise JobOutage(job.outage_message(manifest, result.outage))
             model, version = result.model, result.version
+            work = settings.output / "_work"
+            earlier = sorted(work.glob(f"batches-{index:05d}*.parquet"))
+            # The retried rows' batches are numbered after every earlier batch of the part.
+            offset = 1 + max((_last_batch_id(f) for f in earlier), default=-1)
             redone = result_frame(part.loc[failed, []], result, prefix="pred_", include_scores=False)
+            redone["ts_batch_id"] += offset
+            metrics = part_batch_metrics(redone, index)
+            metrics["batch_id"] += offset
             for column in redone.columns:
                 part[column] = part[column].astype(redone[column].dtype)
                 part.loc[failed, column] = redone[column]
             retried = pa.Table.from_pandas(part, preserve_index=False).replace_schema_metadata(
                 table.schema.metadata
             )
-            work = settings.output / "_work"
             round_ = len(list(work.glob(f"batches-{index:05d}-retry*.parquet"))) + 1
-            write_batch_metrics(
-                work / f"batches-{index:05d}-retry{round_}.parquet", part_batch_metrics(redone, index)
-            )
+            write_batch_metrics(work / f"batches-{index:05d}-retry{round_}.parquet", metrics)
             write_table(path, retried)
             manifest.parts[name].update(status_counts(part))
             manifest.save(settings.output)
         openings, paused = client.resilience_totals()
     seconds = time.monotonic() - started
     return job.finish(manifest, seconds, model, version, Totals(seconds, openings, paused))
+
+
+def _last_batch_id(path: Path) -> int:
+    """The highest batch id in a file of batch metrics (-1 when it has none)."""
+    found = pc.max(pq.read_table(path, columns=["batch_id"]).column(0)).as_py()
+    return -1 if found is None else int(found)
