@@ -136,3 +136,31 @@ def test_an_interrupted_script_call_keeps_its_rows(server: tuple[Server, str]) -
     interrupt_when(lambda: len(handler.sent) > ANSWERED)
     interrupt = run_interrupted(lambda: classify(frame, url))  # no loop running: asyncio.Runner
     check_partial(interrupt.partial, frame)  # type: ignore[attr-defined]
+
+
+def test_a_timeout_around_aclassify_is_still_a_timeout_and_keeps_the_rows_done(
+    server: tuple[Server, str],
+) -> None:
+    handler, url = server
+    frame = pd.DataFrame({"text": TEXTS})
+
+    async def expire_once_held(deadline: asyncio.Timeout) -> None:
+        while len(handler.sent) <= ANSWERED:  # until the server holds the sixth request
+            await asyncio.sleep(0.01)
+        deadline.reschedule(asyncio.get_running_loop().time())
+
+    async def scenario() -> TimeoutError:
+        config = ClientConfig(url=url, timeouts=Timeouts(request=20))
+        options = {"mode": "rows", "concurrency": 1, "progress": False}
+        try:
+            async with asyncio.timeout(None) as deadline:
+                watch = asyncio.ensure_future(expire_once_held(deadline))
+                await frame.ts.aclassify("text", config=config, registry=CollectorRegistry(), **options)
+        except TimeoutError as exc:
+            await watch
+            return exc
+        raise AssertionError("the run should have timed out")
+
+    timeout = asyncio.run(scenario())
+    assert isinstance(timeout.__cause__, asyncio.CancelledError)
+    check_partial(timeout.__cause__.partial, frame)  # type: ignore[attr-defined]

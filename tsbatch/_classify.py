@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from tsbatch._errors import ClassificationError, InputValidationError
 from tsbatch._frame import check_no_collision, failures, result_frame
 from tsbatch._heap import collector_tuned_for_run
 from tsbatch._options import ClassifyOptions
-from tsbatch._outcomes import Interrupted, Task
+from tsbatch._outcomes import Task, kept_result
 from tsbatch._progress import progress_bar, progress_enabled
 
 logger = logging.getLogger("tsbatch")
@@ -109,15 +110,13 @@ async def aclassify_frame(
             }
             try:
                 result = await classify_values(active, values, options, progress, task=task)
-            except Interrupted as interrupted:
-                # The rows done so far travel with the cancellation (see tsbatch._sync).
-                interrupted.partial = result_frame(
-                    frame,
-                    interrupted.result,
-                    prefix=options.prefix,
-                    include_scores=options.include_scores,
-                    call=call,
-                )
+            except asyncio.CancelledError as cancelled:
+                # The rows done so far travel with the cancellation as ``partial`` (see tsbatch._sync).
+                done = kept_result(cancelled)
+                if done is not None:
+                    cancelled.partial = result_frame(  # type: ignore[attr-defined]
+                        frame, done, prefix=options.prefix, include_scores=options.include_scores, call=call
+                    )
                 raise
             out = result_frame(
                 frame, result, prefix=options.prefix, include_scores=options.include_scores, call=call

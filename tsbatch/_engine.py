@@ -28,7 +28,15 @@ from tsbatch._client import TorchServeClient
 from tsbatch._config import DEFAULT_MAX_TEXT_LENGTH, EngineConfig
 from tsbatch._limit import ConcurrencyLimit
 from tsbatch._options import ClassifyOptions, Mode
-from tsbatch._outcomes import INTERRUPTED, EngineResult, Interrupted, Progress, RowOutcome, Stopped, Task
+from tsbatch._outcomes import (
+    INTERRUPTED,
+    EngineResult,
+    Progress,
+    RowOutcome,
+    Stopped,
+    Task,
+    keep_result,
+)
 from tsbatch._preflight import Checked, preflight
 from tsbatch._prepare import Prepared, plan
 from tsbatch._run import Run
@@ -156,15 +164,14 @@ async def classify_values(
     progress.advance(decided, decided - sum(o.status == "skipped" for o in prepared.fixed.values()))
     try:
         await run.run(mode)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as cancelled:
         # Cancelled (a Ctrl-C): the rows done are kept, the others say they were interrupted.
         unfinished = RowOutcome(
             "skipped", error="interrupted before it was classified", error_kind=INTERRUPTED
         )
         run.results = [unfinished if r is None else r for r in run.results]
-        raise Interrupted(
-            _result(run, prepared, info, options, limit, mode, task, started_with, since)
-        ) from None
+        keep_result(cancelled, _result(run, prepared, info, options, limit, mode, task, started_with, since))
+        raise
     if run.fatal is not None:
         raise run.fatal
     if run.stop.is_set() and any(r is None for r in run.results):

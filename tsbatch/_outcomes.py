@@ -18,18 +18,16 @@ class Stopped(Exception):
     """The run was asked to stop before every text was sent."""
 
 
-class Interrupted(asyncio.CancelledError):
-    """A run was cancelled (a Ctrl-C, a kernel interrupt): still a cancellation, carrying
-    what was done.
+def keep_result(cancelled: asyncio.CancelledError, result: EngineResult) -> None:
+    """Attach what a cancelled run did to its cancellation (the same exception, so that
+    ``asyncio.timeout`` and task cancellation keep their meaning): every row, those not
+    finished marked ``skipped`` with the error kind ``interrupted``."""
+    cancelled._tsbatch_result = result  # type: ignore[attr-defined]
 
-    ``result`` holds every row, those not finished marked ``skipped`` with the
-    error kind ``interrupted``; the frame layer adds ``partial``, the result frame.
-    """
 
-    def __init__(self, result: EngineResult) -> None:
-        super().__init__("interrupted")
-        self.result = result
-        self.partial: Any = None
+def kept_result(cancelled: BaseException) -> EngineResult | None:
+    """What :func:`keep_result` attached, if anything."""
+    return getattr(cancelled, "_tsbatch_result", None)
 
 
 #: The outcome of a row an interrupted run did not finish.
