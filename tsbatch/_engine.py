@@ -170,7 +170,12 @@ async def classify_values(
             "skipped", error="interrupted before it was classified", error_kind=INTERRUPTED
         )
         run.results = [unfinished if r is None else r for r in run.results]
-        keep_result(cancelled, _result(run, prepared, info, options, limit, mode, task, started_with, since))
+        try:
+            keep_result(
+                cancelled, _result(run, prepared, info, options, limit, mode, task, started_with, since)
+            )
+        except Exception:  # the rows done are a bonus: the cancellation itself must go on
+            logger.exception("could not keep the rows of a cancelled run")
         raise
     if run.fatal is not None:
         raise run.fatal
