@@ -13,13 +13,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tsbatch._frame import BATCH_DTYPES
 from tsbatch._job._files import write_bytes, write_table
 from tsbatch._job._manifest import Manifest
+from tsbatch._job._parts import work_batch_metrics
 from tsbatch._job._settings import JobSettings, JobSummary
 from tsbatch._report import report
 from tsbatch._report._figures import Totals
@@ -54,15 +53,7 @@ def write_side_files(
     failed = [pq.read_table(p, filters=[("ts_status", "=", "error")]) for p in parts]
     failed_table = pa.concat_tables(failed, promote_options="default") if failed else pa.table({})
     write_table(output / "_failed.parquet", failed_table)
-    metrics = [pq.read_table(p) for p in sorted((output / "_work").glob("batches-*.parquet"))]
-    if metrics:
-        batches_table = pa.concat_tables(metrics, promote_options="default")
-    else:
-        empty = pd.DataFrame({"part": pd.Series([], dtype="int64")}).join(
-            pd.DataFrame({c: pd.Series([], dtype=t) for c, t in BATCH_DTYPES.items()})
-        )
-        batches_table = pa.Table.from_pandas(empty, preserve_index=False)
-    write_table(output / "_batches.parquet", batches_table)
+    write_table(output / "_batches.parquet", work_batch_metrics(output))
     figures = report(output)
     summary = JobSummary(
         output=str(output),

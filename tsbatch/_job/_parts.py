@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tsbatch._frame import batch_metrics, result_frame
+from tsbatch._frame import BATCH_DTYPES, batch_metrics, result_frame
 from tsbatch._job._files import write_table
 from tsbatch._job._settings import ROW_ID, JobSettings
 from tsbatch._outcomes import EngineResult
@@ -58,6 +58,18 @@ def part_batch_metrics(result: pd.DataFrame, index: int) -> pd.DataFrame:
 
 def write_batch_metrics(path: Path, batches: pd.DataFrame) -> None:
     write_table(path, pa.Table.from_pandas(batches, preserve_index=False))
+
+
+def work_batch_metrics(output: Path) -> pa.Table:
+    """The batch metrics of every part recorded so far (``_work/batches-*.parquet``), as one
+    table; with none, an empty table of the full schema."""
+    tables = [pq.read_table(p) for p in sorted((output / "_work").glob("batches-*.parquet"))]
+    if tables:
+        return pa.concat_tables(tables, promote_options="default")
+    empty = pd.DataFrame({"part": pd.Series([], dtype="int64")}).join(
+        pd.DataFrame({c: pd.Series([], dtype=t) for c, t in BATCH_DTYPES.items()})
+    )
+    return pa.Table.from_pandas(empty, preserve_index=False)
 
 
 def part_frame(frame: pd.DataFrame, result: EngineResult, settings: JobSettings, offset: int) -> pd.DataFrame:

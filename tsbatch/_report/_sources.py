@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tsbatch._errors import InputValidationError, JobInputError
@@ -124,17 +123,15 @@ def _part_rows(path: Path | None, part: int, id_column: str | None, column: str)
 
 
 def _job_batches(output: Path) -> pd.DataFrame:
-    """``_batches.parquet``, or while the job runs (or after a stop) the per-part files in ``_work/``."""
+    """``_batches.parquet``, or while the job runs (or after a stop) the per-part files in ``_work/``;
+    a column older outputs lack is filled with nulls."""
+    from tsbatch._job._parts import work_batch_metrics
+
     final = output / "_batches.parquet"
-    files = [final] if final.is_file() else sorted((output / "_work").glob("batches-*.parquet"))
-    tables = [pq.read_table(f) for f in files]
-    if tables:
-        frame = pa.concat_tables(tables, promote_options="default").to_pandas()
-    else:
-        frame = pd.DataFrame({"part": pd.Series([], dtype="int64")})
-    for name, dtype in BATCH_DTYPES.items():
+    frame = (pq.read_table(final) if final.is_file() else work_batch_metrics(output)).to_pandas()
+    for name in BATCH_DTYPES:
         if name not in frame.columns:
-            frame[name] = pd.Series([], dtype=dtype) if frame.empty else None
+            frame[name] = None
     return frame
 
 
