@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from tsbatch import _loop
+from tsbatch._outcomes import INTERRUPTED
 
 T = TypeVar("T")
 
@@ -43,7 +44,7 @@ def _keep_partial(interrupt: KeyboardInterrupt, cancelled: BaseException | None)
     if partial is None:
         return
     interrupt.partial = partial  # type: ignore[attr-defined]
-    left = int((partial["ts_error_kind"] == "interrupted").sum())
+    left = int((partial["ts_error_kind"] == INTERRUPTED).sum())
     interrupt.add_note(
         f"tsbatch kept the rows it finished: {len(partial) - left} done, {left} interrupted. "
         "Get the frame with `except KeyboardInterrupt as exc: result = exc.partial` (in Jupyter: "

@@ -16,7 +16,8 @@ import pandas as pd
 
 from tsbatch._compare._inputs import examples
 from tsbatch._compare._metrics import CONFIDENCE
-from tsbatch._plots import has_matplotlib, new_figure, png_data_uri
+from tsbatch._pages import embedded_figure
+from tsbatch._plots import new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -216,21 +217,9 @@ def html(report: ComparisonReport, *, max_rows: int) -> str:
             i for i, c in enumerate(shown.columns) if c not in ("baseline_score", "candidate_score")
         )
         parts += [f"<h4>Changed rows ({len(changed)}{more})</h4>", _table(rows, text_columns=texts)]
-    if has_matplotlib():
-        parts.append(
-            f'<img alt="flips, F1 change per class, score drift" src="{png_data_uri(figure(report))}">'
-        )
+    parts.append(embedded_figure(lambda: figure(report), "flips, F1 change per class, score drift"))
     parts.append("</div>")
     return "\n".join(parts)
-
-
-def page(report: ComparisonReport, *, max_rows: int) -> str:
-    """A self-contained HTML page of the report."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        "<title>tsbatch model comparison</title>\n</head>\n<body>\n"
-        f"{html(report, max_rows=max_rows)}\n</body>\n</html>\n"
-    )
 
 
 def _flip_heatmap(ax: Axes, matrix: pd.DataFrame) -> None:

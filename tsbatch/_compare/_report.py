@@ -12,7 +12,8 @@ import pandas as pd
 
 from tsbatch._compare._check import check as check_thresholds
 from tsbatch._compare._metrics import CONFIDENCE, drift_summary
-from tsbatch._compare._render import figure, html, page, text
+from tsbatch._compare._render import figure, html, text
+from tsbatch._pages import write_page
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -174,7 +175,7 @@ class ComparisonReport:
     def to_html(self, path: str | Path, *, max_rows: int = 100) -> None:
         """Write the report as a self-contained HTML page (plots embedded), with at most ``max_rows``
         changed rows."""
-        Path(path).write_text(page(self, max_rows=max_rows), encoding="utf-8")
+        write_page(path, "tsbatch model comparison", html(self, max_rows=max_rows))
 
     def _repr_html_(self) -> str:
         return html(self, max_rows=20)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tsbatch._plots import has_matplotlib, png_data_uri
+from tsbatch._pages import embedded_figure, write_page
 from tsbatch._report._figures import PERCENTILES, Figures, compute
 from tsbatch._report._sources import Source, source_of
 
@@ -68,13 +68,7 @@ class RunSummary(Figures):
 
     def to_html(self, path: str | Path) -> Path:
         """Write a self-contained page (plots embedded) to ``path``; returns the path."""
-        page = (
-            f"<!doctype html><html><head><meta charset='utf-8'><title>tsbatch run: "
-            f"{html.escape(self._title())}</title></head><body>{self._repr_html_()}</body></html>\n"
-        )
-        target = Path(path)
-        target.write_text(page, encoding="utf-8")
-        return target
+        return write_page(path, f"tsbatch run: {self._title()}", self._repr_html_())
 
     def _title(self) -> str:
         model = f"{self.model} {self.version}" if self.version else str(self.model)
@@ -138,10 +132,7 @@ class RunSummary(Figures):
                 "<h4>errors by kind</h4><table><tr><th>kind</th><th>rows</th><th>example row</th>"
                 f"<th>text</th><th>error</th></tr>{''.join(rows)}</table>"
             )
-        if has_matplotlib():
-            parts.append(f"<img alt='run plots' src='{png_data_uri(self.plot())}'>")
-        else:
-            parts.append("<p>plots need matplotlib: <code>pip install 'tsbatch[plot]'</code></p>")
+        parts.append(embedded_figure(self.plot, "run plots"))
         parts.append("</div>")
         return "".join(parts)
 
