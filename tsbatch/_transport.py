@@ -20,6 +20,7 @@ server's fault, and must not turn into a timeout that counts against it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -85,8 +86,10 @@ class MockTransport:
         return None
 
 
-#: Parsed URLs kept per transport (a run uses a handful; paging through models, more).
+#: Parsed URLs kept (a run uses a handful; paging through models, more).
 _URLS_KEPT = 256
+#: A URL parsed once: a run sends many requests to a few URLs.
+_parsed_url = functools.lru_cache(maxsize=_URLS_KEPT)(URL)
 
 
 def _where(request: Request) -> str:
@@ -105,7 +108,6 @@ class AiohttpTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: asyncio.Semaphore | None = None
         self._closer: AsyncGenerator[None, None] | None = None
-        self._urls: dict[str, URL] = {}  # parsed once: a run sends many requests to a few URLs
 
     def _ssl(self) -> ssl.SSLContext | bool:
         if self._tls.ca_bundle is not None:
@@ -152,9 +154,7 @@ class AiohttpTransport:
         session, slots = await self._open()
         timeout = request.timeout
         limits = session.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
-        url = self._urls.get(request.url)
-        if url is None:
-            url = self._urls[request.url] = URL(request.url)
+        url = _parsed_url(request.url)
         try:
             async with (
                 slots,
