@@ -107,6 +107,11 @@ def snippet(value: Any) -> str:
     return repr(text if len(text) <= SNIPPET_CHARACTERS else text[:SNIPPET_CHARACTERS] + "...")
 
 
+def instances_body(texts: Sequence[Input]) -> bytes:
+    """``{"instances": [...]}``, the list body of TorchServe's API and of KServe v1."""
+    return _json.encode({"instances": [t if isinstance(t, str) else dict(t) for t in texts]})
+
+
 def read_json(reply: Reply, model: str | None, version: str | None) -> Any:
     """The reply body as JSON, or a ``MalformedResponse`` quoting it."""
     try:

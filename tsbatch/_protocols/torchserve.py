@@ -22,6 +22,7 @@ from tsbatch._protocols._base import (
     TOKEN_HINT,
     Call,
     Input,
+    instances_body,
     length_mismatch,
     malformed,
     parse_retry_after,
@@ -75,7 +76,7 @@ class TorchServeProtocol:
         )
 
     def predict_list(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
-        body = _json.encode({"instances": [t if isinstance(t, str) else dict(t) for t in texts]})
+        body = instances_body(texts)
         return Call("inference", "POST", self._predictions(model, version), body, "application/json")
 
     def read_output(self, reply: Reply, model: str, version: str | None) -> Any:

@@ -15,9 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from tsbatch import _json
 from tsbatch._errors import ConfigError, TorchServeInferenceError
-from tsbatch._protocols._base import Call, Input, error_reply, length_mismatch, malformed, read_json
+from tsbatch._protocols._base import (
+    Call,
+    Input,
+    error_reply,
+    instances_body,
+    length_mismatch,
+    malformed,
+    read_json,
+)
 from tsbatch._transport import Reply
 from tsbatch._types import ModelInfo
 
@@ -40,7 +47,7 @@ class V1Protocol:
         return self.predict_list([text], model, version)
 
     def predict_list(self, texts: Sequence[Input], model: str, version: str | None) -> Call:
-        body = _json.encode({"instances": [t if isinstance(t, str) else dict(t) for t in texts]})
+        body = instances_body(texts)
         return Call("inference", "POST", f"{_model_path(model, version)}:predict", body, "application/json")
 
     def read_output(self, reply: Reply, model: str, version: str | None) -> Any:
