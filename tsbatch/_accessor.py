@@ -120,10 +120,11 @@ class FrameAccessor:
         registry: CollectorRegistry | None = None,
         **kwargs: Unpack[AccessorKwargs],
     ) -> pd.DataFrame:
-        """On a frame :meth:`classify` or :meth:`predict` returned: send its ``error`` rows again,
-        with the same options unless given here (``prefix`` and ``include_scores`` stay), and
-        return the whole frame with those rows replaced; their batches get new ids after the
-        frame's last, and :func:`~tsbatch.batch_metrics` lists every batch."""
+        """On a frame :meth:`classify` or :meth:`predict` returned: send its ``error`` rows (and
+        those an interrupt left unfinished) again, with the same options unless given here
+        (``prefix`` and ``include_scores`` stay), and return the whole frame with those rows
+        replaced; their batches get new ids after the frame's last, and
+        :func:`~tsbatch.batch_metrics` lists every batch."""
         overrides, config = _retry_args("DataFrame.ts.retry_failed", kwargs, _FRAME_ARGS, config)
         frame = self._frame
         return run_sync(lambda: aretry_failed(frame, overrides, config=config, registry=registry))
