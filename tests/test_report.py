@@ -225,7 +225,7 @@ def test_a_written_page_renders_in_a_real_browser(result: pd.DataFrame, tmp_path
             "--disable-gpu",
             "--hide-scrollbars",
             f"--screenshot={shot}",
-            "--window-size=1200,1600",
+            "--window-size=1200,1100",  # the page fills most of the window
             page.resolve().as_uri(),
         ],
         capture_output=True,
